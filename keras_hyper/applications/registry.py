@@ -1,0 +1,105 @@
+"""The model registry: every named variant of every architecture, with what a user needs to know of it."""
+
+import dataclasses
+import difflib
+import fnmatch
+from typing import Optional
+
+from keras_hyper import models
+from keras_hyper.applications import weights as weights_lib
+from keras_hyper.models._base import Architecture, Paper
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What keras-hyper knows of a registered model (one named variant of an architecture)."""
+
+    name: str
+    arch: str
+    builder_kwargs: dict
+    paper: Paper
+    num_params: int
+    input_size: int
+    mean: tuple
+    std: tuple
+    crop_pct: float
+    interpolation: str
+    license: str
+    source: str
+    weight_tags: tuple
+    paper_top1: Optional[float] = None
+    timm_name: Optional[str] = None
+
+
+_MODELS: dict = {}
+
+
+def register(arch: Architecture) -> None:
+    """Registers every variant of `arch`; a name may be registered once."""
+    for variant in arch.variants:
+        if variant.name in _MODELS:
+            raise ValueError(f"Model name {variant.name!r} is registered twice.")
+        _MODELS[variant.name] = (arch, variant)
+
+
+def _lookup(name: str) -> tuple:
+    if not isinstance(name, str):
+        raise TypeError(f"A model name must be a string, got {name!r}.")
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"Unknown model {name!r}.{hint} See keras_hyper.applications.list_models().")
+    return _MODELS[name]
+
+
+def lookup(name: str) -> tuple:
+    """`(Architecture, Variant)` of a registered model name; unknown names raise with suggestions."""
+    return _lookup(name)
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list:
+    """Sorted registered model names matching the fnmatch `pattern`; with `pretrained=True` only the ones
+    that have weights, listed as `name.tag`."""
+    names = sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+    if not pretrained:
+        return names
+    return [f"{n}.{tag}" for n in names for tag in weights_lib.tags(n)]
+
+
+def model_info(name: str) -> ModelInfo:
+    """The `ModelInfo` of a registered model (a `name.tag` gives the tag's input size and crop)."""
+    model_name, _, tag = name.partition(".") if isinstance(name, str) else (name, "", "")
+    arch, variant = _lookup(model_name)
+    input_size, crop_pct = variant.input_size, variant.crop_pct
+    if tag:
+        entry = weights_lib.entry(model_name, tag)
+        input_size, crop_pct = entry.input_size, entry.crop_pct
+    return ModelInfo(
+        name=model_name,
+        arch=arch.name,
+        builder_kwargs=dict(variant.kwargs),
+        paper=arch.paper,
+        num_params=variant.num_params,
+        input_size=input_size,
+        mean=arch.mean,
+        std=arch.std,
+        crop_pct=crop_pct,
+        interpolation=arch.interpolation,
+        license=arch.license,
+        source=arch.source,
+        weight_tags=weights_lib.tags(model_name),
+        paper_top1=variant.paper_top1,
+        timm_name=variant.timm_name,
+    )
+
+
+def architectures() -> tuple:
+    """Every registered `Architecture`, once each."""
+    seen = {}
+    for arch, _ in _MODELS.values():
+        seen.setdefault(arch.name, arch)
+    return tuple(seen.values())
+
+
+for _arch in models.ARCHITECTURES:
+    register(_arch)

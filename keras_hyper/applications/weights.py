@@ -1,0 +1,193 @@
+"""Weights tags and weight files: the manifest, loading files of every supported format into a model, the
+conversion cache, and moving weights between models that differ only in their head.
+
+A tag is `model.tag` in `keras_hyper/weights/manifest.json`:
+`{model, tag, kind: "native" | "convert", url, sha256, bytes, format, license, source, num_classes,
+input_size, crop_pct, labels, metrics}`. A `native` tag is a `.weights.h5` file of a keras-hyper model (a
+relative `url` is a file shipped in the package); a `convert` tag is an official checkpoint that is converted
+on first use and cached as `.weights.h5` under `home()/converted/`, keyed by the source file's sha256.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import importlib.resources
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+from keras_hyper.applications import store
+from keras_hyper.convert import checkpoint
+
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".npz")
+WEIGHT_SUFFIXES = (".weights.h5", ".keras") + TORCH_SUFFIXES
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsEntry:
+    """One weights tag of the manifest."""
+
+    model: str
+    tag: str
+    kind: str
+    url: str
+    format: str
+    license: str
+    source: str
+    num_classes: int
+    input_size: int
+    crop_pct: float
+    sha256: Optional[str] = None
+    bytes: Optional[int] = None
+    labels: object = None
+    metrics: dict = dataclasses.field(default_factory=dict)
+    recipe: Optional[str] = None
+
+    @property
+    def name(self):
+        return f"{self.model}.{self.tag}"
+
+
+@functools.lru_cache(maxsize=None)
+def manifest() -> dict:
+    """Every registered weights tag, `{"model.tag": WeightsEntry}`."""
+    raw = json.loads(importlib.resources.files("keras_hyper.weights").joinpath("manifest.json").read_text())
+    entries = {}
+    for key, fields in raw.items():
+        entry = WeightsEntry(**fields)
+        if key != entry.name or entry.kind not in ("native", "convert"):
+            raise ValueError(f"Malformed manifest entry {key!r}: {fields}")
+        entries[key] = entry
+    return entries
+
+
+def tags(model: str) -> tuple:
+    """The weights tags of a model, in manifest order."""
+    return tuple(e.tag for e in manifest().values() if e.model == model)
+
+
+def entry(model: str, tag: str) -> WeightsEntry:
+    """The manifest entry of `model.tag`; unknown tags raise with the model's tags listed."""
+    found = manifest().get(f"{model}.{tag}")
+    if found is None:
+        known = ", ".join(map(repr, tags(model))) or "none"
+        raise ValueError(f"Unknown weights tag {tag!r} for model {model!r}. Registered tags: {known}.")
+    return found
+
+
+def shipped_path(relative: str) -> Path:
+    """The path of a weight file shipped inside the package."""
+    return Path(str(importlib.resources.files("keras_hyper.weights").joinpath(relative)))
+
+
+def resolve(entry_: WeightsEntry, progress: bool = True) -> Path:
+    """A local, verified copy of a tag's file (downloaded into the cache if needed)."""
+    if "://" not in entry_.url:
+        return store.fetch(str(shipped_path(entry_.url)), sha256=entry_.sha256)
+    return store.fetch(
+        entry_.url, sha256=entry_.sha256, filename=f"{entry_.name}.{entry_.format}", progress=progress
+    )
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in WEIGHT_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    raise ValueError(
+        f"Cannot load weights from '{path}': expected a file ending in one of {', '.join(WEIGHT_SUFFIXES)}."
+    )
+
+
+def load_file(model, path, *, arch=None) -> None:
+    """Loads a weight file into `model`, which must have the file's structure (same head included).
+
+    `.weights.h5` and `.keras` files come from keras-hyper models; PyTorch checkpoints (`.pth/.pt/.bin`,
+    read with `weights_only=True`), `.safetensors` and `.npz` state dicts go through `arch.convert`.
+    """
+    path = Path(path).expanduser()
+    suffix = _suffix(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Weights file '{path}' does not exist.")
+    if suffix == ".weights.h5":
+        try:
+            model.load_weights(str(path))
+        except Exception as err:  # keras raises several types for a structure mismatch
+            raise ValueError(
+                f"Weights file '{path}' does not fit model '{model.name}': {err}. A .weights.h5 file loads only into "
+                "a model built with the same arguments; use keras_hyper.applications.load(...) to drop or "
+                "re-initialise the head."
+            ) from err
+    elif suffix == ".keras":
+        transfer(keras.saving.load_model(str(path), compile=False), model)
+    else:
+        if arch is None:
+            raise ValueError(f"Converting '{path}' needs the architecture's converter; none was given.")
+        arch.convert(checkpoint.read_checkpoint(path), model)
+
+
+def transfer(source, target, *, skip=()) -> None:
+    """Copies weights layer by layer (by name) from `source` into `target`.
+
+    Every target layer with weights must find a same-named source layer of the same shapes, except the
+    layers named in `skip` (left as initialised); source layers absent from the target (a dropped head) are
+    not copied.
+    """
+    errors = []
+    for layer in target.layers:
+        if not layer.weights or layer.name in skip:
+            continue
+        try:
+            donor = source.get_layer(layer.name)
+        except ValueError:
+            errors.append(f"layer '{layer.name}' is absent from the weights")
+            continue
+        ours = [tuple(w.shape) for w in layer.weights]
+        theirs = [tuple(w.shape) for w in donor.weights]
+        if ours != theirs:
+            errors.append(f"layer '{layer.name}' has weight shapes {ours}, the weights have {theirs}")
+            continue
+        layer.set_weights(donor.get_weights())
+    if errors:
+        raise ValueError(
+            f"The weights do not fit model '{target.name}':\n  " + "\n  ".join(errors[:20])
+            + (f"\n  ... ({len(errors) - 20} more)" if len(errors) > 20 else "")
+        )
+
+
+def converted(path, arch, build, arch_kwargs: dict):
+    """Converts an official checkpoint into a full model, through a cache of converted `.weights.h5` files.
+
+    `build(num_classes)` builds the full model to convert into. The cache key covers the source file's
+    sha256, the architecture and its configuration, so one cached file never serves another configuration;
+    its name ends with the head's class count so that a cache hit needs no read of the source.
+    """
+    digest = store.sha256_file(path)
+    config = json.dumps({"arch": arch.name, "kwargs": arch_kwargs, "source": digest}, sort_keys=True, default=list)
+    stem = f"{arch.name}-{digest[:16]}-{hashlib.sha256(config.encode()).hexdigest()[:16]}"
+    folder = store.home() / "converted"
+    for cached in folder.glob(f"{stem}-c*.weights.h5"):
+        full = build(int(cached.name[len(stem) + 2 : -len(".weights.h5")]))
+        load_file(full, cached)
+        return full
+    state = checkpoint.read_checkpoint(path)
+    if arch.classifier_key not in state:
+        raise ValueError(
+            f"Checkpoint '{path}' has no '{arch.classifier_key}' tensor: it is not a full {arch.name} checkpoint."
+        )
+    full = build(int(np.asarray(state[arch.classifier_key]).shape[0]))
+    arch.convert(state, full)
+    with store.atomic_path(folder / f"{stem}-c{full.get_layer(arch.classifier).units}.weights.h5") as temp:
+        full.save_weights(str(temp))
+    return full
+
+
+def is_path(weights) -> bool:
+    """Whether a `weights=` argument names a file rather than a tag."""
+    if isinstance(weights, os.PathLike):
+        return True
+    return isinstance(weights, str) and (os.sep in weights or weights.lower().endswith(WEIGHT_SUFFIXES))

@@ -1,0 +1,333 @@
+"""LiteRT (``.tflite``) export restricted to builtin TFLite ops, with verification.
+
+Conversion goes through Keras' own ``model.export(format="litert")``, which
+drives ``tf.lite.TFLiteConverter`` and forwards converter attributes given as
+keyword arguments; we use that to pin the op sets and set up quantization.
+It only runs under the TensorFlow backend, so under JAX and PyTorch the model
+is saved to a ``.keras`` file and converted by ``keras_hyper.export._worker``
+in a TensorFlow-backend subprocess.
+
+Full-integer (``"int8"``) models get int8 input and output tensors; the
+verification quantizes the sample and dequantizes the output with the
+tensors' own scale and zero point, so ``max_abs_diff`` is in float units.
+"""
+
+import json
+import os
+import pathlib
+import site
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+
+import keras
+import numpy as np
+
+from keras_hyper.export._utils import atomic_target, input_shape, keras_output, make_sample
+from keras_hyper.export.report import ExportReport
+
+QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+
+
+def export_litert(
+    model: keras.Model,
+    path: str | os.PathLike,
+    *,
+    quantize: str | None = None,
+    representative_data: Iterable[np.ndarray] | np.ndarray | None = None,
+    sample: np.ndarray | None = None,
+) -> ExportReport:
+    """Export a single-input model to a LiteRT flatbuffer and verify it.
+
+    The model is exported with batch size 1 and only builtin TFLite ops
+    (never Flex/``SELECT_TF_OPS``). The file is written atomically: a failed
+    export leaves nothing at ``path``.
+
+    Args:
+        model: A built functional or Sequential model whose input shape is
+            static apart from the batch axis. Works from any Keras backend.
+        path: Destination ``.tflite`` file.
+        quantize: ``None`` (float32), ``"float16"`` (float16 weights),
+            ``"dynamic"`` (dynamic-range int8 weights) or ``"int8"`` (full
+            integer, int8 input and output).
+        representative_data: For ``"int8"`` only: an array or iterable of
+            input batches used to calibrate activation ranges.
+        sample: Batch-1 input to compare the artifact with Keras on; defaults
+            to a seeded standard-normal array.
+
+    Returns:
+        An ``ExportReport``; ``max_abs_diff`` is measured on ``sample``.
+
+    Raises:
+        ValueError: For an unknown ``quantize``, missing or misshaped
+            ``representative_data``, a dynamic input shape, or (outside the
+            TensorFlow backend) custom objects defined in ``__main__``.
+        RuntimeError: If conversion fails, e.g. because the model needs ops
+            that are not TFLite builtins (they are named in the message).
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(
+            f"Unsupported quantize={quantize!r}; use one of "
+            f"{', '.join(map(repr, QUANTIZE_MODES))}."
+        )
+    shape = input_shape(model, static=True)
+    calibration = _calibration(representative_data, quantize, shape)
+    x = make_sample(shape, sample)
+    expected = keras_output(model, x)
+    path = os.fspath(path)
+    backend = keras.backend.backend()
+    with atomic_target(path, ".tflite") as tmp:
+        if backend == "tensorflow":
+            convert(model, tmp, quantize, calibration)
+        else:
+            _convert_in_worker(model, tmp, quantize, calibration)
+        with open(tmp, "rb") as f:
+            content = f.read()
+        ops = _builtin_ops(content)
+        diff = float(np.max(np.abs(LiteRTModel(content=content)(x) - expected)))
+    return ExportReport(
+        path=path,
+        format="litert",
+        bytes=len(content),
+        max_abs_diff=diff,
+        quantize=quantize,
+        ops=ops,
+        backend=backend,
+    )
+
+
+def convert(
+    model: keras.Model, out: str, quantize: str | None, calibration: np.ndarray | None
+) -> None:
+    """Convert ``model`` to a ``.tflite`` file at ``out`` (TensorFlow backend only).
+
+    Raises:
+        RuntimeError: If the converter fails; ops that are not TFLite
+            builtins are named in the message.
+    """
+    import tensorflow as tf
+
+    shape = input_shape(model, static=True)
+    # Keras defaults to TFLITE_BUILTINS + SELECT_TF_OPS; overriding the op set
+    # makes any op that would need the Flex delegate a conversion error.
+    target_spec: dict = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
+    options: dict = {"target_spec": target_spec}
+    if quantize is not None:
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        target_spec["supported_types"] = [tf.float16]
+    elif quantize == "int8":
+        # The int8-only op set makes an op without an int8 kernel an error
+        # instead of a silent float fallback.
+        target_spec["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        options["representative_dataset"] = lambda: (
+            [calibration[i : i + 1]] for i in range(len(calibration))
+        )
+        options["inference_input_type"] = tf.int8
+        options["inference_output_type"] = tf.int8
+    try:
+        model.export(
+            out,
+            format="litert",
+            verbose=False,
+            input_signature=[tf.TensorSpec((1, *shape), tf.float32)],
+            **options,
+        )
+    except Exception as e:  # TF's ConverterError lives in a private module.
+        unsupported = sorted(
+            {err.operator.name for err in getattr(e, "errors", ()) if err.operator.name}
+        )
+        if unsupported:
+            raise RuntimeError(
+                "LiteRT conversion needs ops that are not TFLite builtins: "
+                f"{', '.join(unsupported)}. Flex (SELECT_TF_OPS) and custom "
+                "ops are not allowed; replace them in the model."
+            ) from e
+        raise RuntimeError(f"LiteRT conversion failed: {e}") from e
+
+
+def _calibration(
+    data: Iterable[np.ndarray] | np.ndarray | None,
+    quantize: str | None,
+    shape: tuple[int, ...],
+) -> np.ndarray | None:
+    """Stack ``representative_data`` into one float32 array of samples."""
+    if quantize != "int8":
+        if data is not None:
+            raise ValueError("`representative_data` is only used with quantize='int8'.")
+        return None
+    if data is None:
+        raise ValueError(
+            "quantize='int8' needs `representative_data`: an array or iterable "
+            f"of input batches of shape (batch, {', '.join(map(str, shape))}) "
+            "used to calibrate activation ranges."
+        )
+    batches = []
+    for batch in data:
+        batch = np.asarray(batch, dtype="float32")
+        # Iterating an array of samples yields single samples, not batches.
+        if batch.shape == shape:
+            batch = batch[None]
+        if batch.shape[1:] != shape:
+            raise ValueError(
+                f"`representative_data` batches must have shape (batch, "
+                f"{', '.join(map(str, shape))}); got {batch.shape}."
+            )
+        batches.append(batch)
+    if not batches:
+        raise ValueError("`representative_data` is empty.")
+    return np.concatenate(batches)
+
+
+def _convert_in_worker(
+    model: keras.Model, out: str, quantize: str | None, calibration: np.ndarray | None
+) -> None:
+    """Run ``convert`` in a TensorFlow-backend subprocess on a saved copy of the model."""
+    modules = _custom_modules(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = os.path.join(tmp, "model.keras")
+        model.save(model_path)
+        calibration_path = None
+        if calibration is not None:
+            calibration_path = os.path.join(tmp, "calibration.npy")
+            np.save(calibration_path, calibration)
+        args = {
+            "model": model_path,
+            "output": out,
+            "quantize": quantize,
+            "calibration": calibration_path,
+            "modules": modules,
+            # Lets the worker import custom-object modules found via our path;
+            # "" (the working directory) is made absolute.
+            "sys_path": [os.path.abspath(p) for p in sys.path],
+            "result": os.path.join(tmp, "result.json"),
+        }
+        args_path = os.path.join(tmp, "args.json")
+        with open(args_path, "w") as f:
+            json.dump(args, f)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # `-m` needs keras_hyper importable before the worker reads sys_path,
+        # but a site-packages root must not be put ahead of the stdlib.
+        root = os.path.realpath(pathlib.Path(__file__).parents[2])
+        sites = [*site.getsitepackages(), site.getusersitepackages()]
+        if root not in map(os.path.realpath, sites):
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        proc = subprocess.run(
+            [sys.executable, "-m", "keras_hyper.export._worker", args_path],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode == 0:
+            return
+        try:
+            with open(args["result"]) as f:
+                error = json.load(f)["error"]
+        except FileNotFoundError:
+            # The worker died before it could report (e.g. a crash on import).
+            error = f"exit code {proc.returncode}; stderr:\n{proc.stderr[-4000:]}"
+        raise RuntimeError(f"LiteRT export failed in the TensorFlow-backend worker: {error}")
+
+
+def _custom_modules(model: keras.Model) -> list[str]:
+    """Return the modules defining the model's non-Keras objects.
+
+    The worker imports them so that objects registered at import time (e.g.
+    with ``keras.saving.register_keras_serializable``) deserialize there.
+
+    Raises:
+        ValueError: If some are defined in ``__main__``, which another
+            process cannot import.
+    """
+    found, in_main = set(), set()
+    stack: list = [keras.saving.serialize_keras_object(model)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            module = item.get("module", "keras")
+            # Keras records objects from __main__ with module None.
+            if module in (None, "__main__"):
+                in_main.add(item.get("registered_name") or item.get("class_name"))
+            elif isinstance(module, str) and module.split(".")[0] not in ("keras", "builtins"):
+                found.add(module)
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    if in_main:
+        raise ValueError(
+            f"{', '.join(sorted(map(str, in_main)))} defined in __main__ cannot be "
+            f"loaded by the TensorFlow process that converts {keras.backend.backend()} "
+            "models to LiteRT; move them into an importable module."
+        )
+    return sorted(found)
+
+
+def _builtin_ops(content: bytes) -> tuple[str, ...]:
+    """Return the sorted op names of a flatbuffer, failing on custom/Flex ops."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {
+        code: name
+        for name, code in vars(schema.BuiltinOperator).items()
+        if not name.startswith("_")
+    }
+    model = schema.Model.GetRootAs(content, 0)
+    builtin, custom = set(), set()
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            code = model.OperatorCodes(subgraph.Operators(o).OpcodeIndex())
+            # Codes above 127 only fit the newer field; the old one saturates.
+            op = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            if op == schema.BuiltinOperator.CUSTOM:
+                custom.add(code.CustomCode().decode())
+            else:
+                builtin.add(names[op])
+    if custom:
+        raise RuntimeError(
+            f"The LiteRT model contains non-builtin ops: {', '.join(sorted(custom))}."
+        )
+    return tuple(sorted(builtin))
+
+
+class LiteRTModel:
+    """A `.tflite` file ready to run with ai_edge_litert: `LiteRTModel(path)(x) -> y` for a batch-1 `x`.
+
+    Integer (int8) inputs and outputs are quantized and dequantized with the tensors' own scale and zero
+    point, so callers always pass and get float arrays. The interpreter is built once and reused.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, content: bytes | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if (path is None) == (content is None):
+            raise ValueError("LiteRTModel takes exactly one of a path or the flatbuffer content.")
+        if content is None:
+            content = pathlib.Path(path).read_bytes()
+        self.interpreter = Interpreter(model_content=content)
+        self.interpreter.allocate_tensors()
+        (self.input,), (self.output,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        inp, out = self.input, self.output
+        x = np.asarray(x, dtype="float32")
+        if tuple(x.shape) != tuple(inp["shape"]):
+            raise ValueError(f"The LiteRT model takes input of shape {tuple(inp['shape'])}, got {tuple(x.shape)}.")
+        if np.issubdtype(inp["dtype"], np.integer):
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        self.interpreter.set_tensor(inp["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(out["index"])
+        if np.issubdtype(out["dtype"], np.integer):
+            scale, zero = out["quantization"]
+            y = (y.astype("float32") - zero) * scale
+        return y
+
+
+def load_litert(path: str | os.PathLike) -> LiteRTModel:
+    """Opens a `.tflite` file for inference with ai_edge_litert."""
+    return LiteRTModel(path)

@@ -1,0 +1,6 @@
+"""Reusable Keras layers, one module per family."""
+
+from keras_hyper.layers.mixers import InceptionDepthwiseConv2D
+from keras_hyper.layers.residual import DropPath, LayerScale
+
+__all__ = ["DropPath", "InceptionDepthwiseConv2D", "LayerScale"]

@@ -1,0 +1,213 @@
+"""InceptionNeXt (Yu, Zhou, Yan, Wang, "InceptionNeXt: When Inception Meets ConvNeXt", CVPR 2024,
+arXiv:2303.16900; paper 14 in PAPERS.md).
+
+A MetaNeXt network: a 4x4 stride-4 stem, four stages of blocks
+`x + gamma * ConvMlp(BN(InceptionDepthwiseConv2D(x)))` with a BN + 2x2 stride-2 convolution between stages,
+and an MLP classification head (pool, Linear to 3C, GELU, LayerNorm, Linear). Layer names follow the official
+state dict with '-' for '.' (`stem-0`, `stages-2-blocks-1-token_mixer`, `head-fc2`; PyTorch, which runs the
+torch backend's variables, forbids '.' in their names), so that the converter is a direct map.
+
+Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, dims[-1])`; logits `(B, num_classes)`.
+"""
+
+import keras
+import numpy as np
+
+from keras_hyper.convert import mapping
+from keras_hyper.layers import DropPath, InceptionDepthwiseConv2D, LayerScale
+from keras_hyper.models import _base
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
+
+
+def _dense_init():
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def _batch_norm(name):
+    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+
+
+def _block(x, prefix, *, mlp_ratio, mixer_kwargs, ls_init_value, drop_path):
+    dim = x.shape[-1]
+    shortcut = x
+    x = InceptionDepthwiseConv2D(**mixer_kwargs, name=f"{prefix}-token_mixer")(x)
+    x = _batch_norm(f"{prefix}-norm")(x)
+    # A 1x1 convolution is a matmul over channels; Dense runs it as one on every backend.
+    x = keras.layers.Dense(int(mlp_ratio * dim), kernel_initializer=_dense_init(), name=f"{prefix}-mlp-fc1")(x)
+    x = keras.layers.Activation("gelu", name=f"{prefix}-mlp-act")(x)
+    x = keras.layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{prefix}-mlp-fc2")(x)
+    if ls_init_value:
+        x = LayerScale(ls_init_value, name=f"{prefix}-gamma")(x)
+    if drop_path > 0.0:
+        x = DropPath(drop_path, name=f"{prefix}-drop_path")(x)
+    return keras.layers.Add(name=f"{prefix}-add")([shortcut, x])
+
+
+def inceptionnext(
+    depths=(3, 3, 9, 3),
+    dims=(96, 192, 384, 768),
+    mlp_ratios=(4, 4, 4, 3),
+    square_kernel_size=3,
+    band_kernel_size=11,
+    branch_ratio=0.125,
+    ls_init_value=1e-6,
+    drop_path_rate=0.0,
+    drop_rate=0.0,
+    head_mlp_ratio=3,
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    num_classes=1000,
+    classifier_activation="softmax",
+    include_preprocessing=False,
+    name="inceptionnext",
+):
+    """Builds an InceptionNeXt model.
+
+    Args:
+        depths: blocks per stage.
+        dims: channels per stage.
+        mlp_ratios: hidden/input ratio of each stage's MLP.
+        square_kernel_size, band_kernel_size, branch_ratio: the token mixer's kernels and channel split.
+        ls_init_value: initial layer scale (0 or None: no layer scale).
+        drop_path_rate: stochastic depth rate of the last block; all blocks of a stage share one rate, rising
+            linearly over the blocks as in the official schedule.
+        drop_rate: dropout before the classifier.
+        head_mlp_ratio: hidden/input ratio of the head's MLP.
+        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
+        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
+            `keras_hyper.applications.load` or the variant builders for registered tags).
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    depths, dims = tuple(depths), tuple(dims)
+    if len(depths) != len(dims) or not depths:
+        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
+    if isinstance(mlp_ratios, (int, float)):
+        mlp_ratios = (mlp_ratios,) * len(depths)
+    mlp_ratios = tuple(mlp_ratios)
+    if len(mlp_ratios) != len(depths):
+        raise ValueError(f"mlp_ratios must have one entry per stage ({len(depths)}), got {mlp_ratios}.")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
+    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+    mixer_kwargs = dict(
+        square_kernel_size=square_kernel_size, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio
+    )
+
+    inputs, x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
+    if include_preprocessing:
+        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
+    x = keras.layers.Conv2D(dims[0], 4, strides=4, kernel_initializer=_dense_init(), name="stem-0")(x)
+    x = _batch_norm("stem-1")(x)
+
+    rates = np.linspace(0.0, drop_path_rate, sum(depths)) if sum(depths) else []
+    block = 0
+    for i, (depth, dim) in enumerate(zip(depths, dims)):
+        if i > 0:
+            x = _batch_norm(f"stages-{i}-downsample-0")(x)
+            x = keras.layers.Conv2D(
+                dim, 2, strides=2, kernel_initializer=_dense_init(), name=f"stages-{i}-downsample-1"
+            )(x)
+        # The official schedule gives every block of a stage the rate of the stage's first block.
+        stage_rate = float(rates[block]) if depth else 0.0
+        for j in range(depth):
+            x = _block(
+                x,
+                f"stages-{i}-blocks-{j}",
+                mlp_ratio=mlp_ratios[i],
+                mixer_kwargs=mixer_kwargs,
+                ls_init_value=ls_init_value,
+                drop_path=stage_rate,
+            )
+        block += depth
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="head-global_pool")(x)
+        x = keras.layers.Dense(int(head_mlp_ratio * dims[-1]), kernel_initializer=_dense_init(), name="head-fc1")(x)
+        x = keras.layers.Activation("gelu", name="head-act")(x)
+        x = keras.layers.LayerNormalization(epsilon=1e-6, name="head-norm")(x)
+        if drop_rate:
+            x = keras.layers.Dropout(drop_rate, name="head-drop")(x)
+        x = keras.layers.Dense(num_classes, kernel_initializer=_dense_init(), name="head-fc2")(x)
+        x = _base.predictions(x, classifier_activation)
+    else:
+        x = _base.pool(x, pooling)
+    return _base.finish(inputs, x, name=name, weights=weights)
+
+
+def convert_inceptionnext(state_dict, model):
+    """Fills `model` (built with `include_top=True`) from an official / timm InceptionNeXt state dict.
+
+    Strict: every tensor is consumed (BatchNorm's `num_batches_tracked` is a training counter and is ignored)
+    and every model variable is assigned; shapes are checked against both names.
+    """
+    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    for layer in model.layers:
+        key = mapping.torch_prefix(layer.name)
+        if isinstance(layer, keras.layers.Conv2D):
+            m.conv2d(layer, key)
+        elif isinstance(layer, keras.layers.Dense):
+            m.dense(layer, key)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            m.batch_norm(layer, key)
+        elif isinstance(layer, keras.layers.LayerNormalization):
+            m.layer_norm(layer, key)
+        elif isinstance(layer, LayerScale):
+            m.assign(layer.gamma, key)
+        elif isinstance(layer, InceptionDepthwiseConv2D):
+            for branch, kernel, bias in zip(("dwconv_hw", "dwconv_w", "dwconv_h"), layer.kernels, layer.biases):
+                m.assign(kernel, f"{key}.{branch}.weight", mapping.depthwise_kernel)
+                m.assign(bias, f"{key}.{branch}.bias")
+    m.finish()
+
+
+_PAPER = _base.Paper("InceptionNeXt: When Inception Meets ConvNeXt", "2303.16900", 14)
+
+VARIANTS = (
+    _base.Variant(
+        "inceptionnext_atto",
+        dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), band_kernel_size=9, branch_ratio=0.25),
+        num_params=4_156_520, paper_top1=75.348, timm_name="inception_next_atto",
+    ),
+    _base.Variant(
+        "inceptionnext_tiny",
+        dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)),
+        num_params=28_055_680, paper_top1=82.508, timm_name="inception_next_tiny",
+    ),
+    _base.Variant(
+        "inceptionnext_small",
+        dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768)),
+        num_params=49_374_016, paper_top1=83.584, timm_name="inception_next_small",
+    ),
+    _base.Variant(
+        "inceptionnext_base",
+        dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024)),
+        num_params=86_672_136, crop_pct=0.95, paper_top1=84.098, timm_name="inception_next_base",
+    ),
+)
+
+ARCH = _base.Architecture(
+    name="inceptionnext",
+    builder=inceptionnext,
+    convert=convert_inceptionnext,
+    paper=_PAPER,
+    variants=VARIANTS,
+    license="Apache-2.0",
+    source="https://github.com/sail-sg/inceptionnext",
+    classifier="head-fc2",
+    classifier_key="head.fc2.weight",
+    tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), band_kernel_size=7, branch_ratio=0.25, num_classes=10),
+    fixture="inceptionnext",
+)
+
+InceptionNeXtAtto = _base.variant_builder("InceptionNeXtAtto", "inceptionnext_atto")
+InceptionNeXtTiny = _base.variant_builder("InceptionNeXtTiny", "inceptionnext_tiny")
+InceptionNeXtSmall = _base.variant_builder("InceptionNeXtSmall", "inceptionnext_small")
+InceptionNeXtBase = _base.variant_builder("InceptionNeXtBase", "inceptionnext_base")

@@ -1,0 +1,1 @@
+"""Training recipes for the weights keras-hyper trains and ships itself."""

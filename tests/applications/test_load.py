@@ -1,0 +1,188 @@
+"""The registry and `load()`: names, tags, files and every bad input, each with a clear error that leaves
+no file behind in the cache."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+from testutil import to_numpy
+
+from keras_hyper import applications, models
+from keras_hyper.applications import store
+from keras_hyper.applications import weights as weights_lib
+from keras_hyper.models import inceptionnext
+
+TINY = dict(inceptionnext.ARCH.tiny)
+
+
+def _cache_files():
+    return sorted(p.relative_to(store.home()) for p in store.home().rglob("*") if p.is_file())
+
+
+def test_list_models_and_info():
+    names = applications.list_models()
+    assert {"inceptionnext_atto", "inceptionnext_tiny", "inceptionnext_small", "inceptionnext_base"} <= set(names)
+    assert applications.list_models("*_tiny") == ["inceptionnext_tiny"]
+    assert "inceptionnext_base.sail_in1k_384" in applications.list_models("inceptionnext_b*", pretrained=True)
+    info = applications.model_info("inceptionnext_tiny")
+    assert info.num_params == 28_055_680 and info.paper.arxiv == "2303.16900" and info.paper.number == 14
+    assert "sail_in1k" in info.weight_tags
+    assert applications.model_info("inceptionnext_base.sail_in1k_384").input_size == 384
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.num_params = 1
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ValueError, match="Did you mean 'inceptionnext_tiny'"):
+        applications.load("inception_next_tiny")
+    with pytest.raises(ValueError, match="Unknown model"):
+        applications.model_info("resnet50")
+
+
+def test_unknown_tag_lists_the_registered_ones():
+    with pytest.raises(ValueError, match="Registered tags: 'sail_in1k'"):
+        applications.load("inceptionnext_tiny.in22k")
+
+
+def test_contradictory_arguments():
+    with pytest.raises(ValueError, match="two different weights"):
+        applications.load("inceptionnext_tiny.sail_in1k", weights="other")
+    with pytest.raises(ValueError, match="pooling"):
+        applications.load("inceptionnext_atto", pooling="avg")
+    with pytest.raises(ValueError, match="reset_head"):
+        applications.load("inceptionnext_atto", reset_head=True)
+    with pytest.raises(TypeError, match="no argument"):
+        applications.load("inceptionnext_atto", depth=3)
+    with pytest.raises(ValueError, match="contradicts input_tensor"):
+        applications.load("inceptionnext_atto", input_tensor=keras.Input((64, 64, 3)), input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match="num_classes"):
+        applications.load("inceptionnext_atto", num_classes=0)
+    with pytest.raises(ValueError, match="classifier_activation"):
+        applications.load("inceptionnext_atto", classifier_activation="nonsense")
+
+
+def test_variant_builder_is_load():
+    model = models.InceptionNeXtAtto(num_classes=3, input_shape=(32, 32, 3), include_preprocessing=True)
+    assert model.name == "inceptionnext_atto" and model.output_shape == (None, 3)
+    assert models.InceptionNeXtTiny.__name__ == "InceptionNeXtTiny"
+
+
+def test_preprocess_input_matches_include_preprocessing():
+    pixels = np.random.default_rng(0).uniform(0, 255, size=(1, 32, 32, 3)).astype("float32")
+    raw = inceptionnext.inceptionnext(**TINY, input_shape=(32, 32, 3), include_preprocessing=True)
+    plain = inceptionnext.inceptionnext(**TINY, input_shape=(32, 32, 3))
+    plain.set_weights(raw.get_weights())
+    expected = to_numpy(plain(applications.preprocess_input(pixels, "inceptionnext_tiny")))
+    np.testing.assert_allclose(to_numpy(raw(pixels)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_decode_predictions_and_labels():
+    labels = applications.labels("inceptionnext_tiny.sail_in1k")
+    assert len(labels) == 1000 and labels[0] == "tench"
+    scores = np.zeros((1, 1000))
+    scores[0, 1] = 0.9
+    assert applications.decode_predictions(scores, labels, top=1) == [[("goldfish", 0.9)]]
+    with pytest.raises(ValueError, match="shape"):
+        applications.decode_predictions(np.zeros((1, 10)), labels)
+
+
+@pytest.fixture
+def local_tag(tmp_path, monkeypatch):
+    """Registers `inceptionnext_atto.local`, a 'convert' tag served from a file:// URL, and returns a setter
+    for the file's bytes and the pinned digest."""
+    torch = pytest.importorskip("torch")
+    import timm
+
+    source = tmp_path / "served" / "atto.pth"
+    source.parent.mkdir()
+    torch.save(timm.create_model("inception_next_atto", num_classes=4).state_dict(), source)
+    good = store.sha256_file(source)
+
+    def register(sha256=good, num_classes=4):
+        entry = weights_lib.WeightsEntry(
+            model="inceptionnext_atto", tag="local", kind="convert", url=source.as_uri(), format="pth",
+            license="Apache-2.0", source="test", num_classes=num_classes, input_size=64, crop_pct=1.0, sha256=sha256,
+        )
+        monkeypatch.setattr(weights_lib, "manifest", lambda: {entry.name: entry})
+        return entry
+
+    return source, register
+
+
+def test_convert_tag_downloads_verifies_and_converts(local_tag):
+    _, register = local_tag
+    register()
+    model = applications.load("inceptionnext_atto.local")
+    assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 4)
+    files = [str(p) for p in _cache_files()]
+    assert any(f.startswith("downloads/inceptionnext_atto.local") for f in files)
+    assert any(f.startswith("converted/inceptionnext-") for f in files)
+    assert not any(".part" in f for f in files)
+
+
+def test_hash_mismatch_leaves_nothing(local_tag):
+    _, register = local_tag
+    register(sha256="0" * 64)
+    with pytest.raises(store.WeightsIntegrityError, match="sha256 mismatch"):
+        applications.load("inceptionnext_atto.local")
+    assert _cache_files() == []
+
+
+def test_truncated_checkpoint_is_a_clear_error(local_tag):
+    source, register = local_tag
+    source.write_bytes(source.read_bytes()[:1000])
+    register(sha256=store.sha256_file(source))
+    with pytest.raises(ValueError, match="could not read checkpoint"):
+        applications.load("inceptionnext_atto.local")
+    assert not any(str(p).startswith("converted") for p in _cache_files())
+
+
+def test_tag_head_must_match_num_classes(local_tag):
+    _, register = local_tag
+    register()
+    with pytest.raises(ValueError, match="4-class head"):
+        applications.load("inceptionnext_atto.local", num_classes=10)
+    assert applications.load("inceptionnext_atto.local", num_classes=10, reset_head=True).output_shape == (None, 10)
+
+
+def test_pretrained_weights_need_rgb_input(local_tag):
+    _, register = local_tag
+    register()
+    with pytest.raises(ValueError, match="3-channel"):
+        applications.load("inceptionnext_atto.local", input_shape=(64, 64, 1))
+
+
+def test_too_small_input_for_the_network():
+    with pytest.raises(ValueError, match="at least 32"):
+        applications.load("inceptionnext_atto", input_shape=(16, 16, 3))
+
+
+def test_checkpoint_of_another_architecture(tmp_path):
+    torch = pytest.importorskip("torch")
+    import timm
+
+    path = tmp_path / "resnet.pth"
+    torch.save(timm.create_model("resnet10t", num_classes=10).state_dict(), path)
+    with pytest.raises(ValueError, match="head.fc2.weight"):
+        applications.load("inceptionnext_atto", weights=str(path))
+    assert _cache_files() == []
+
+
+def test_local_files(tmp_path):
+    model = applications.load("inceptionnext_atto", num_classes=3, input_shape=(32, 32, 3))
+    x = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype("float32")
+    model.save_weights(tmp_path / "m.weights.h5")
+    model.save(tmp_path / "m.keras")
+    again = applications.load("inceptionnext_atto", weights=str(tmp_path / "m.weights.h5"), num_classes=3, input_shape=(32, 32, 3))
+    np.testing.assert_array_equal(to_numpy(again(x)), to_numpy(model(x)))
+    trunk = applications.load("inceptionnext_atto", weights=str(tmp_path / "m.keras"), include_top=False, input_shape=(32, 32, 3))
+    assert trunk.output_shape == (None, 1, 1, 320)
+    with pytest.raises(ValueError, match="does not fit"):
+        applications.load("inceptionnext_atto", weights=str(tmp_path / "m.weights.h5"), input_shape=(32, 32, 3))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        applications.load("inceptionnext_atto", weights=str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="expected a file ending"):
+        weights_lib.load_file(model, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="3-class head"):
+        applications.load("inceptionnext_atto", weights=str(tmp_path / "m.keras"), input_shape=(32, 32, 3))

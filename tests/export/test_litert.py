@@ -1,0 +1,174 @@
+"""Tests for ``export_litert``; under JAX and PyTorch they exercise the worker subprocess."""
+
+import importlib.util
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import layers, ops
+
+from keras_hyper.export import ExportReport, export_litert
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None
+    or importlib.util.find_spec("ai_edge_litert") is None,
+    reason="LiteRT export needs tensorflow and ai-edge-litert",
+)
+
+SHAPE = (32, 32, 3)
+
+
+@keras.saving.register_keras_serializable(package="test_litert")
+class Scale(layers.Layer):
+    """Per-channel learnable scale; being custom, the worker must import this module."""
+
+    def build(self, input_shape: tuple) -> None:
+        self.gamma = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def _block(x, dim: int, ratio: int):
+    """InceptionNeXt-style block: split depthwise mixer, BN, exact-GELU MLP, scale."""
+    g = dim // 4
+    identity, square, wide, tall = ops.split(x, [dim - 3 * g, dim - 2 * g, dim - g], axis=-1)
+    square = layers.DepthwiseConv2D(3, padding="same")(square)
+    wide = layers.DepthwiseConv2D((1, 7), padding="same")(wide)
+    tall = layers.DepthwiseConv2D((7, 1), padding="same")(tall)
+    y = layers.Concatenate()([identity, square, wide, tall])
+    y = layers.BatchNormalization()(y)
+    y = layers.Conv2D(dim * ratio, 1)(y)
+    y = layers.Activation("gelu")(y)  # Keras' "gelu" is the exact (erf) form.
+    y = layers.Conv2D(dim, 1)(y)
+    return layers.Add()([x, Scale()(y)])
+
+
+def build_model(input_shape: tuple = SHAPE) -> keras.Model:
+    """Build a ~10k-parameter classifier with random weights and BN statistics."""
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(16, 4, strides=4)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = _block(x, 16, 4)
+    x = layers.LayerNormalization()(x)
+    x = layers.Conv2D(32, 2, strides=2)(x)
+    x = _block(x, 32, 2)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.LayerNormalization()(x)
+    model = keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        # Non-trivial moving statistics make BatchNorm folding matter.
+        if w.path.endswith("moving_variance"):
+            w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+        else:
+            w.assign(rng.normal(0.0, 0.3, w.shape).astype("float32"))
+    return model
+
+
+def _data(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, *SHAPE)).astype("float32")
+
+
+def _interpreter(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+@pytest.fixture(scope="module")
+def model() -> keras.Model:
+    return build_model()
+
+
+@pytest.fixture(scope="module")
+def scale(model) -> float:
+    """Largest |output| on the default sample, the unit for tolerances."""
+    return float(np.abs(keras.ops.convert_to_numpy(model(_data(1, 0), training=False))).max())
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory) -> ExportReport:
+    """One float export shared by several tests, since conversion takes seconds."""
+    return export_litert(model, tmp_path_factory.mktemp("litert") / "model.tflite")
+
+
+def test_float_export_matches_keras(model, scale, exported):
+    assert isinstance(exported, ExportReport)
+    assert exported.format == "litert"
+    assert exported.quantize is None
+    assert exported.backend == keras.backend.backend()
+    assert exported.bytes == os.path.getsize(exported.path)
+    assert exported.max_abs_diff <= 1e-4 * scale
+    # Recheck on other data without relying on the exporter's own numbers.
+    x = _data(1, 1)
+    interpreter = _interpreter(exported.path)
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert tuple(inp["shape"]) == (1, *SHAPE)
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    got = interpreter.get_tensor(out["index"])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * scale)
+    summary = str(exported)
+    assert exported.path in summary and "\n" not in summary
+
+
+def test_only_builtin_ops(exported):
+    from ai_edge_litert import schema_py_generated as schema
+
+    builtins = {name for name in vars(schema.BuiltinOperator) if not name.startswith("_")}
+    assert set(exported.ops) <= builtins - {"CUSTOM", "DELEGATE"}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "GELU", "SPLIT_V", "SOFTMAX"} <= set(exported.ops)
+    assert list(exported.ops) == sorted(exported.ops)
+
+
+@pytest.mark.parametrize("quantize", ["float16", "dynamic"])
+def test_weight_quantization(model, scale, exported, tmp_path, quantize):
+    report = export_litert(model, tmp_path / "model.tflite", quantize=quantize)
+    assert report.quantize == quantize
+    assert report.max_abs_diff <= 5e-2 * scale
+    assert report.bytes < exported.bytes
+
+
+def test_int8_full_integer(model, scale, tmp_path):
+    report = export_litert(
+        model, tmp_path / "model.tflite", quantize="int8", representative_data=_data(8, 2)
+    )
+    assert report.quantize == "int8"
+    # Softmax outputs of a random network: only a loose bound is meaningful.
+    assert report.max_abs_diff <= 0.25 * scale
+    (inp,) = _interpreter(report.path).get_input_details()
+    assert inp["dtype"] == np.int8
+
+
+def test_invalid_quantize(model, tmp_path):
+    with pytest.raises(ValueError, match=r"quantize='int4'.*'float16', 'dynamic', 'int8'"):
+        export_litert(model, tmp_path / "model.tflite", quantize="int4")
+
+
+def test_int8_needs_representative_data(model, tmp_path):
+    with pytest.raises(ValueError, match="needs `representative_data`"):
+        export_litert(model, tmp_path / "model.tflite", quantize="int8")
+
+
+def test_dynamic_spatial_dims(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, layers.Dense(2)(x))
+    with pytest.raises(ValueError, match="fixed `input_shape`"):
+        export_litert(model, tmp_path / "model.tflite")
+
+
+def test_flex_op_fails_and_leaves_no_file(tmp_path):
+    # Erfinv has no TFLite builtin kernel; only the Flex delegate could run it.
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, ops.erfinv(ops.tanh(layers.Dense(3)(inputs))))
+    path = tmp_path / "model.tflite"
+    with pytest.raises(RuntimeError, match="not TFLite builtins: tf.Erfinv"):
+        export_litert(model, path)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,177 @@
+"""What every registered architecture passes, on its tiny configuration, on the current backend.
+
+A new architecture gets every check here by being registered; nothing is copied per model.
+Run once per backend (KERAS_BACKEND=jax|tensorflow|torch); LiteRT export runs in the TensorFlow run only.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from testutil import reference_dir, to_numpy
+
+from keras_hyper import applications
+from keras_hyper.applications import registry
+from keras_hyper.convert import reference
+
+ARCHS = registry.architectures()
+ARCH_IDS = [a.name for a in ARCHS]
+VARIANTS = [(a, v) for a in ARCHS for v in a.variants]
+BACKEND = keras.backend.backend()
+
+
+def tiny(arch, **overrides):
+    size = arch.min_input_size
+    return arch.builder(**{"input_shape": (size, size, 3), **arch.tiny, **overrides})
+
+
+def sample(arch, batch=2):
+    size = arch.min_input_size
+    return np.random.default_rng(0).normal(size=(batch, size, size, 3)).astype("float32")
+
+
+@pytest.fixture(params=ARCHS, ids=ARCH_IDS)
+def arch(request):
+    return request.param
+
+
+def test_forward_is_finite_with_the_configured_head(arch):
+    model = tiny(arch)
+    out = to_numpy(model(sample(arch)))
+    assert out.shape == (2, arch.tiny.get("num_classes", 1000))
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)  # softmax by default
+
+
+def test_one_fit_step_changes_every_trainable_variable(arch):
+    model = tiny(arch, classifier_activation=None)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [to_numpy(v).copy() for v in model.trainable_variables]
+    x = sample(arch, batch=4)
+    y = np.arange(4) % model.output_shape[-1]
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    unchanged = [v.path for v, b in zip(model.trainable_variables, before) if np.array_equal(to_numpy(v), b)]
+    assert not unchanged, f"variables not updated by a fit step: {unchanged}"
+
+
+def test_config_round_trip(arch):
+    model = tiny(arch)
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    x = sample(arch)
+    np.testing.assert_allclose(to_numpy(clone(x)), to_numpy(model(x)), atol=1e-6)
+
+
+def test_keras_file_round_trip(arch, tmp_path):
+    model = tiny(arch)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    x = sample(arch)
+    np.testing.assert_array_equal(to_numpy(loaded(x)), to_numpy(model(x)))
+
+
+NEXT_BACKEND = {"jax": "tensorflow", "tensorflow": "torch", "torch": "jax"}
+
+
+def test_weights_saved_here_load_in_the_next_backend(tmp_path):
+    """Each backend's run checks the next one (jax -> tensorflow -> torch -> jax), all architectures at once."""
+    cases = []
+    for arch in ARCHS:
+        model = tiny(arch)
+        x = sample(arch)
+        np.save(tmp_path / f"{arch.name}.x.npy", x)
+        np.save(tmp_path / f"{arch.name}.y.npy", to_numpy(model(x)))
+        model.save_weights(tmp_path / f"{arch.name}.weights.h5")
+        cases.append(arch.name)
+    env = {**os.environ, "KERAS_BACKEND": NEXT_BACKEND[BACKEND]}
+    script = Path(__file__).with_name("_cross_backend.py")
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), json.dumps(cases)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("pooling", [None, "avg", "max"])
+def test_without_top(arch, pooling):
+    model = tiny(arch, include_top=False, pooling=pooling)
+    out = to_numpy(model(sample(arch)))
+    if pooling is None:
+        assert out.ndim == 4 and out.shape[0] == 2
+    else:
+        assert out.ndim == 2 and out.shape[0] == 2
+
+
+def test_other_num_classes(arch):
+    model = tiny(arch, num_classes=7)
+    assert to_numpy(model(sample(arch))).shape == (2, 7)
+
+
+def test_input_shape_validation(arch):
+    small = arch.min_input_size // 2
+    with pytest.raises(ValueError, match="at least"):
+        tiny(arch, input_shape=(small, small, 3))
+    with pytest.raises(ValueError, match="height, width, channels"):
+        tiny(arch, input_shape=(64, 3))
+    with pytest.raises(ValueError, match="pooling"):
+        tiny(arch, pooling="avg")
+    with pytest.raises(ValueError, match="pooling"):
+        tiny(arch, include_top=False, pooling="sum")
+
+
+def test_dynamic_input_size(arch):
+    model = tiny(arch, input_shape=(None, None, 3))
+    size = arch.min_input_size * 2
+    assert to_numpy(model(np.zeros((1, size, size + 8, 3), "float32"))).shape[0] == 1
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_forward(arch, policy):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = tiny(arch)
+        out = to_numpy(model(sample(arch)))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert out.dtype == np.float32 and np.all(np.isfinite(out))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="LiteRT export is checked once, in the TensorFlow-backend run")
+def test_litert_export_matches_keras(arch, tmp_path):
+    from keras_hyper.export import export_litert
+
+    model = tiny(arch)
+    report = export_litert(model, tmp_path / "model.tflite", sample=sample(arch, batch=1))
+    assert report.bytes > 0
+    assert not any(op.startswith(("FlexDelegate", "Flex", "CUSTOM")) for op in report.ops), report.ops
+    assert report.max_abs_diff <= 1e-4, report
+
+
+@pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="parameter counts come from backend-independent shape inference; checked once, in the TensorFlow run "
+    "(the JAX backend compiles one initializer per weight shape, half a minute per full-size model)",
+)
+@pytest.mark.parametrize("arch,variant", VARIANTS, ids=[v.name for _, v in VARIANTS])
+def test_variant_parameter_count(arch, variant):
+    model = arch.builder(**variant.kwargs)
+    count = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert count == variant.num_params
+    assert applications.model_info(variant.name).num_params == variant.num_params
+
+
+REFERENCE_ARCHS = [a for a in ARCHS if a.fixture]
+
+
+@pytest.mark.parametrize("arch", REFERENCE_ARCHS, ids=[a.name for a in REFERENCE_ARCHS])
+def test_reference_parity(arch):
+    """Every case of the architecture's reference folder, converted, reproduces the official output."""
+    results = reference.check(arch, reference_dir(arch.fixture))
+    failed = [r for r in results if not r.ok]
+    assert not failed, failed

@@ -1,0 +1,124 @@
+"""InceptionNeXt against timm (the reference implementation on PyPI), converted on the fly, and the
+applications-level conversion path (file -> converted cache -> model)."""
+
+import numpy as np
+import pytest
+from testutil import to_numpy
+
+from keras_hyper import applications
+from keras_hyper.applications import store
+from keras_hyper.convert.reference import tolerance
+from keras_hyper.models import inceptionnext
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+
+
+def _perturbed_timm(name, **kwargs):
+    """A timm model whose weights are redrawn at unit scale with non-trivial BN statistics, so that a mapping
+    error moves the output far beyond the tolerance (timm's own init leaves the output nearly constant)."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            if key.endswith("num_batches_tracked"):
+                continue
+            if key.endswith("running_var"):
+                value.copy_(torch.rand_like(value) + 0.5)
+            elif value.ndim > 1:
+                value.copy_(torch.randn_like(value) / np.sqrt(np.prod(value.shape[1:])))
+            else:
+                value.copy_(torch.randn_like(value) * 0.2 + (1.0 if key.endswith(("gamma", "weight")) else 0.0))
+    return model
+
+
+def _timm_io(model, size, batch=2):
+    x = np.random.default_rng(1).normal(size=(batch, 3, size, size)).astype("float32")
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x)).numpy()
+        features = model.forward_features(torch.from_numpy(x)).numpy()
+    return np.transpose(x, (0, 2, 3, 1)), logits, np.transpose(features, (0, 2, 3, 1))
+
+
+@pytest.fixture(scope="module")
+def atto_checkpoint(tmp_path_factory):
+    """The full-size atto variant from timm, saved as a .pth file, with its outputs at 96x96."""
+    model = _perturbed_timm("inception_next_atto")
+    path = tmp_path_factory.mktemp("timm") / "inception_next_atto.pth"
+    torch.save(model.state_dict(), path)
+    return path, _timm_io(model, 96)
+
+
+def test_convert_matches_timm_atto(atto_checkpoint):
+    path, (x, logits, _) = atto_checkpoint
+    model = applications.load("inceptionnext_atto", weights=str(path), input_shape=(96, 96, 3), classifier_activation=None)
+    out = to_numpy(model(x))
+    assert np.max(np.abs(out - logits)) <= tolerance(logits)
+    assert np.std(logits) > 0.1  # the check is sensitive: outputs differ across classes
+
+
+def test_converted_checkpoint_is_cached_and_reused(atto_checkpoint):
+    path, (x, logits, _) = atto_checkpoint
+    applications.load("inceptionnext_atto", weights=str(path), input_shape=(96, 96, 3))
+    cached = list((store.home() / "converted").glob("inceptionnext-*.weights.h5"))
+    assert len(cached) == 1 and cached[0].name.endswith("-c1000.weights.h5")
+    stamp = cached[0].stat().st_mtime_ns
+    model = applications.load("inceptionnext_atto", weights=str(path), input_shape=(96, 96, 3), classifier_activation=None)
+    assert cached[0].stat().st_mtime_ns == stamp
+    assert np.max(np.abs(to_numpy(model(x)) - logits)) <= tolerance(logits)
+
+
+def test_features_without_top_match_timm(atto_checkpoint):
+    path, (x, _, features) = atto_checkpoint
+    model = applications.load("inceptionnext_atto", weights=str(path), include_top=False, input_shape=(96, 96, 3))
+    out = to_numpy(model(x))
+    assert np.max(np.abs(out - features)) <= tolerance(features)
+
+
+def test_reset_head_keeps_the_trunk(atto_checkpoint):
+    path, (x, _, features) = atto_checkpoint
+    model = applications.load("inceptionnext_atto", weights=str(path), num_classes=5, reset_head=True, input_shape=(96, 96, 3))
+    assert model.output_shape == (None, 5)
+    trunk = applications.load("inceptionnext_atto", weights=str(path), include_top=False, input_shape=(96, 96, 3))
+    for layer in trunk.layers:
+        for ours, theirs in zip(model.get_layer(layer.name).weights, layer.weights):
+            np.testing.assert_array_equal(to_numpy(ours), to_numpy(theirs))
+
+
+def test_num_classes_must_match_the_checkpoint_head(atto_checkpoint):
+    path, _ = atto_checkpoint
+    with pytest.raises(ValueError, match="1000-class head"):
+        applications.load("inceptionnext_atto", weights=str(path), num_classes=10, input_shape=(96, 96, 3))
+
+
+@pytest.mark.parametrize("mixer", [dict(band_kernel_size=11, branch_ratio=0.125), dict(band_kernel_size=5, branch_ratio=1 / 3)])
+def test_configurations_match_timm(mixer):
+    """Non-default mixers and MLP ratios, converted directly with convert_inceptionnext."""
+    from functools import partial
+
+    from timm.models.inception_next import InceptionDWConv2d, MetaNeXt
+
+    config = dict(depths=(1, 2, 1, 1), dims=(24, 48, 72, 96), mlp_ratios=(2, 3, 4, 2))
+    torch.manual_seed(0)
+    reference = MetaNeXt(num_classes=7, token_mixers=partial(InceptionDWConv2d, **mixer), **config).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    x, logits, _ = _timm_io(reference, 64)
+    model = inceptionnext.inceptionnext(
+        **config, **mixer, num_classes=7, input_shape=(64, 64, 3), classifier_activation=None
+    )
+    state = {k: v.numpy() for k, v in reference.state_dict().items()}
+    inceptionnext.convert_inceptionnext(state, model)
+    assert np.max(np.abs(to_numpy(model(x)) - logits)) <= tolerance(logits)
+
+
+def test_converter_lists_missing_and_unexpected_keys():
+    model = inceptionnext.inceptionnext(**inceptionnext.ARCH.tiny, input_shape=(32, 32, 3))
+    other = timm.create_model("resnet10t", pretrained=False, num_classes=10)
+    state = {k: v.numpy() for k, v in other.state_dict().items()}
+    with pytest.raises(ValueError) as err:
+        inceptionnext.convert_inceptionnext(state, model)
+    message = str(err.value)
+    assert "missing keys" in message and "stem.0.weight" in message
+    assert "unexpected keys" in message and "layer1.0.conv1.weight" in message
