@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_hyper import ops as hyper_ops
+
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
 class InceptionDepthwiseConv2D(keras.layers.Layer):
@@ -71,7 +73,7 @@ class InceptionDepthwiseConv2D(keras.layers.Layer):
         branches = ops.split(inputs, [c0, c0 + g, c0 + 2 * g], axis=-1)
         out = [branches[0]]
         for x, kernel, bias in zip(branches[1:], self.kernels, self.biases):
-            y = ops.depthwise_conv(x, ops.cast(kernel, x.dtype), padding="same")
+            y = hyper_ops.depthwise_conv2d(x, ops.cast(kernel, x.dtype), padding="same")
             out.append(y + ops.cast(bias, x.dtype))
         return ops.concatenate(out, axis=-1)
 

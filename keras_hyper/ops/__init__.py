@@ -1,0 +1,9 @@
+"""Maths that keras.ops lacks or runs slowly, one module per topic.
+
+Each op has a keras.ops reference implementation and, where it pays, a fast path for one backend in
+`keras_hyper.ops._backend.<backend>`, chosen by `keras.config.backend()`.
+"""
+
+from keras_hyper.ops.conv import depthwise_conv2d
+
+__all__ = ["depthwise_conv2d"]
