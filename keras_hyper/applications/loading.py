@@ -3,6 +3,8 @@
 import inspect
 from pathlib import Path
 
+import keras
+
 from keras_hyper.applications import registry
 from keras_hyper.applications import weights as weights_lib
 
@@ -93,8 +95,6 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
         weights_lib.load_file(model, path)
         return model
     elif path.name.endswith(".keras"):
-        import keras
-
         full = keras.saving.load_model(str(path), compile=False)
     else:
         full = weights_lib.converted(path, arch, build_full, arch_kwargs)

@@ -146,15 +146,16 @@ def predictions(x, classifier_activation):
     return keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
 
 
-def finish(inputs, outputs, *, name, weights=None):
-    """Builds the functional model and, for `weights` given as a file path, loads it."""
+def finish(inputs, outputs, *, name, weights=None, arch=None):
+    """Builds the functional model and, for `weights` given as a file path, loads it (official checkpoints
+    through `arch.convert`)."""
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
         # Weight files, caches and converters live in keras_hyper.applications, above the models; importing it
         # lazily keeps the dependency direction of the package (models never import it at module level).
         from keras_hyper.applications import weights as weights_lib
 
-        weights_lib.load_file(model, weights)
+        weights_lib.load_file(model, weights, arch=arch)
     return model
 
 

@@ -75,8 +75,8 @@ def inceptionnext(
         mlp_ratios: hidden/input ratio of each stage's MLP.
         square_kernel_size, band_kernel_size, branch_ratio: the token mixer's kernels and channel split.
         ls_init_value: initial layer scale (0 or None: no layer scale).
-        drop_path_rate: stochastic depth rate of the last block; all blocks of a stage share one rate, rising
-            linearly over the blocks as in the official schedule.
+        drop_path_rate: stochastic depth rate of the last block, rising linearly from 0 over all blocks as
+            in the official schedule.
         drop_rate: dropout before the classifier.
         head_mlp_ratio: hidden/input ratio of the head's MLP.
         include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
@@ -107,7 +107,7 @@ def inceptionnext(
     x = keras.layers.Conv2D(dims[0], 4, strides=4, kernel_initializer=_dense_init(), name="stem-0")(x)
     x = _batch_norm("stem-1")(x)
 
-    rates = np.linspace(0.0, drop_path_rate, sum(depths)) if sum(depths) else []
+    rates = np.linspace(0.0, drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
@@ -115,8 +115,6 @@ def inceptionnext(
             x = keras.layers.Conv2D(
                 dim, 2, strides=2, kernel_initializer=_dense_init(), name=f"stages-{i}-downsample-1"
             )(x)
-        # The official schedule gives every block of a stage the rate of the stage's first block.
-        stage_rate = float(rates[block]) if depth else 0.0
         for j in range(depth):
             x = _block(
                 x,
@@ -124,9 +122,9 @@ def inceptionnext(
                 mlp_ratio=mlp_ratios[i],
                 mixer_kwargs=mixer_kwargs,
                 ls_init_value=ls_init_value,
-                drop_path=stage_rate,
+                drop_path=float(rates[block]),
             )
-        block += depth
+            block += 1
 
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="head-global_pool")(x)
@@ -139,7 +137,7 @@ def inceptionnext(
         x = _base.predictions(x, classifier_activation)
     else:
         x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights)
+    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
 
 
 def convert_inceptionnext(state_dict, model):

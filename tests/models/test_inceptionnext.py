@@ -122,3 +122,22 @@ def test_converter_lists_missing_and_unexpected_keys():
     message = str(err.value)
     assert "missing keys" in message and "stem.0.weight" in message
     assert "unexpected keys" in message and "layer1.0.conv1.weight" in message
+
+
+def test_drop_path_schedule_matches_timm():
+    """Stochastic depth rises linearly over all blocks, as in the official schedule."""
+    reference = timm.create_model("inception_next_atto", drop_path_rate=0.3)
+    expected = [
+        float(getattr(block.drop_path, "drop_prob", 0.0)) for stage in reference.stages for block in stage.blocks
+    ]
+    model = applications.load("inceptionnext_atto", drop_path_rate=0.3, input_shape=(32, 32, 3))
+    rates = {layer.name: layer.rate for layer in model.layers if layer.name.endswith("drop_path")}
+    ours = [rates.get(f"stages-{i}-blocks-{j}-drop_path", 0.0) for i, d in enumerate((2, 2, 6, 2)) for j in range(d)]
+    np.testing.assert_allclose(ours, expected, atol=1e-7)
+
+
+def test_generic_builder_converts_a_checkpoint_file(atto_checkpoint):
+    path, (x, logits, _) = atto_checkpoint
+    atto = inceptionnext.VARIANTS[0]
+    model = inceptionnext.inceptionnext(**atto.kwargs, weights=str(path), input_shape=(96, 96, 3), classifier_activation=None)
+    assert np.max(np.abs(to_numpy(model(x)) - logits)) <= tolerance(logits)
