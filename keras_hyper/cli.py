@@ -1,0 +1,361 @@
+"""The `keras-hyper` command: list, inspect, run, export and benchmark the registered models.
+
+    keras-hyper list '*atto*' --pretrained
+    keras-hyper info inceptionnext_tiny
+    keras-hyper predict inceptionnext_tiny.sail_in1k cat.jpg dog.png --top 3
+    keras-hyper export inceptionnext_tiny --weights sail_in1k --format litert --out tiny.tflite
+    keras-hyper benchmark inceptionnext_tiny --batch 8 --vs-timm
+
+The Keras backend is the one of `KERAS_BACKEND`; `--backend` runs the command again in a child process with
+that backend. User errors print `error: <message>` and exit with status 2 (`--debug` shows the traceback).
+Export, benchmark, Pillow and the demo are imported only by the commands that need them.
+"""
+
+import argparse
+import dataclasses
+import importlib
+import math
+import os
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_hyper import applications
+from keras_hyper.applications import weights as weights_lib
+from keras_hyper.applications.store import DownloadError
+
+BACKENDS = ("jax", "tensorflow", "torch")
+# Errors that describe a wrong argument, a missing file or package or an unsupported request, not a bug.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, NotImplementedError, DownloadError)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def main(argv=None):
+    """Runs the command line `argv` (default `sys.argv[1:]`) and returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
+    if args.backend and args.backend != keras.backend.backend():
+        # The backend is fixed when keras is imported, which happened before main() ran.
+        env = {**os.environ, "KERAS_BACKEND": args.backend}
+        return subprocess.run([sys.executable, "-m", "keras_hyper.cli", *argv], env=env).returncode
+    try:
+        return args.run(args) or 0
+    except USER_ERRORS as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser():
+    # --debug and --backend go before or after the command; SUPPRESS keeps a subcommand's default from
+    # overwriting a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    common.add_argument(
+        "--backend", choices=BACKENDS, default=argparse.SUPPRESS, help="run with this Keras backend (a child process)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="keras-hyper", description="A Keras 3 model zoo for the TensorFlow, JAX and PyTorch backends."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--backend", choices=BACKENDS, help="run with this Keras backend (a child process)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, run, help_text):
+        sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        return sub
+
+    sub = command("list", _list, "list the registered models")
+    sub.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. '*tiny*'")
+    sub.add_argument("--pretrained", action="store_true", help="list the weights tags, as name.tag")
+
+    sub = command("info", _info, "show what keras-hyper knows of a model and its weights")
+    sub.add_argument("name", help="a model name or name.tag")
+
+    sub = command("predict", _predict, "classify images")
+    sub.add_argument("name", help="a model name or name.tag")
+    sub.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
+    sub.add_argument("--weights", help="a weights tag, 'imagenet' or a weights file (default: random weights)")
+    sub.add_argument("--top", type=_positive, default=5, help="classes shown per image (default 5)")
+    sub.add_argument("--size", type=_positive, help="input size (default: the model's)")
+
+    sub = command("export", _export, "export a model to LiteRT (.tflite) or ONNX")
+    sub.add_argument("name", help="a model name or name.tag")
+    sub.add_argument("--format", required=True, choices=("litert", "onnx"))
+    sub.add_argument("--out", required=True, help="the file to write")
+    sub.add_argument("--weights", help="a weights tag, 'imagenet' or a weights file (default: random weights)")
+    sub.add_argument("--quantize", choices=("float16", "dynamic", "int8"), help="LiteRT quantization")
+    sub.add_argument(
+        "--representative", nargs="+", metavar="IMAGE", help="calibration images (or folders) for --quantize int8"
+    )
+    sub.add_argument("--size", type=_positive, help="static input size (default: the model's)")
+
+    sub = command("benchmark", _benchmark, "measure inference and train-step speed")
+    sub.add_argument("name", help="a model name or name.tag")
+    sub.add_argument("--batch", type=_positive, default=8, help="batch size (default 8)")
+    sub.add_argument("--size", type=_positive, help="input size (default: the model's)")
+    sub.add_argument("--no-train", dest="train", action="store_false", help="skip the train step")
+    sub.add_argument("--vs-timm", action="store_true", help="also measure the timm implementation")
+    sub.add_argument("--iters", type=_positive, default=10, help="timed runs; the median counts (default 10)")
+    sub.add_argument("--warmup", type=_non_negative, default=2, help="untimed runs first (default 2)")
+    sub.add_argument("--weights", help="weights to load (default: random weights)")
+    sub.add_argument("--write-card", action="store_true", help="record the result in the model card zoo/<arch>.md")
+    sub.add_argument("--card", help="the model card to record the result in (implies --write-card)")
+
+    sub = command("parity", _parity, "compare with the official implementation's reference outputs")
+    sub.add_argument("name", help="a model name (its architecture's fixtures are checked)")
+    sub.add_argument(
+        "--reference", help="the reference folder (default: $KERAS_HYPER_REFERENCE, else ../shared/reference)"
+    )
+
+    command("demo", _demo, "run the keras-hyper demo")
+    return parser
+
+
+def _positive(text):
+    return _integer(text, 1)
+
+
+def _non_negative(text):
+    return _integer(text, 0)
+
+
+def _integer(text, low):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+    return value
+
+
+def _table(header, rows):
+    """Plain-text columns, left-aligned."""
+    rows = [header, *rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _millions(count):
+    return f"{count / 1e6:.2f}M"
+
+
+def _list(args):
+    names = applications.list_models(args.pattern, pretrained=args.pretrained)
+    if not names:
+        kind = "pretrained model" if args.pretrained else "model"
+        raise ValueError(f"No registered {kind} matches {args.pattern!r}; `keras-hyper list` shows them all.")
+    rows = []
+    if args.pretrained:
+        for name in names:
+            info = applications.model_info(name)
+            entry = weights_lib.manifest()[name]
+            # the first numeric metric is the headline one (ImageNet top-1 for ImageNet weights)
+            metric = next((f"{k}={v}" for k, v in entry.metrics.items() if isinstance(v, (int, float))), "-")
+            rows.append([name, _millions(info.num_params), str(info.input_size), metric, entry.license])
+        print(_table(["name.tag", "params", "size", "metric", "license"], rows))
+    else:
+        for name in names:
+            info = applications.model_info(name)
+            tags = ", ".join(info.weight_tags) or "-"
+            rows.append([name, _millions(info.num_params), str(info.input_size), _opt(info.paper_top1), tags])
+        print(_table(["name", "params", "size", "paper top-1", "weights"], rows))
+
+
+def _opt(value):
+    return "-" if value is None else str(value)
+
+
+def _info(args):
+    info = applications.model_info(args.name)
+    _, _, only_tag = args.name.partition(".")
+    fields = []
+    for field in dataclasses.fields(info):
+        value = getattr(info, field.name)
+        if field.name == "paper":
+            value = f"{value.title} (arXiv:{value.arxiv}, PAPERS.md #{value.number})"
+        elif field.name == "num_params":
+            value = f"{value:,} (1000-class head)"
+        elif field.name == "builder_kwargs":
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif field.name == "weight_tags":
+            value = ", ".join(value) or "none"
+        fields.append((field.name.replace("_", " "), _opt(value)))
+    width = max(len(label) for label, _ in fields)
+    print("\n".join(f"{label.ljust(width)}  {value}" for label, value in fields))
+    for tag in (only_tag,) if only_tag else info.weight_tags:
+        entry = weights_lib.entry(info.name, tag)
+        print(f"\nweights {entry.name}")
+        details = {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry) if f.name not in ("model", "tag")}
+        details["metrics"] = ", ".join(f"{k}={v}" for k, v in entry.metrics.items()) or None
+        if isinstance(entry.labels, (list, tuple)):
+            shown = ", ".join(map(str, entry.labels[:10]))
+            details["labels"] = shown + (f", ... ({len(entry.labels)} in all)" if len(entry.labels) > 10 else "")
+        width = max(map(len, details))
+        for key, value in details.items():
+            if value is not None:
+                print(f"  {key.replace('_', ' ').ljust(width)}  {value}")
+
+
+def _tagged(name, weights):
+    """`(model name, weights tag or None)` of a command's NAME and --weights, for labels and input size."""
+    model_name, _, tag = name.partition(".")
+    if tag or weights is None or weights_lib.is_path(weights):
+        return model_name, tag or None
+    if weights == "imagenet":
+        found = [t for t in weights_lib.tags(model_name) if weights_lib.entry(model_name, t).num_classes == 1000]
+        return model_name, found[0] if found else None
+    return model_name, weights
+
+
+def _image_files(items):
+    """The image files named by IMAGE arguments: files as given, folders expanded to their images."""
+    files = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"Folder '{item}' holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"Image '{item}' does not exist.")
+    return files
+
+
+def _read_images(files, size, info):
+    """`(N, size, size, 3)` float32 RGB pixels in [0, 255], prepared as the model was evaluated: the shorter
+    side resized to `size / crop_pct` with the model's interpolation, then a centred `size` x `size` crop."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as err:
+        raise ImportError("Reading images needs Pillow: pip install pillow.") from err
+    resample = getattr(Image.Resampling, info.interpolation.upper(), None)
+    if resample is None:
+        raise ValueError(f"{info.name} uses interpolation {info.interpolation!r}, which Pillow does not have.")
+    scale = math.floor(size / info.crop_pct)
+    batch = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"Cannot read image '{path}': {err}") from err
+        width, height = image.size
+        short = min(width, height)
+        resized = image.resize((int(scale * width / short), int(scale * height / short)), resample)
+        left = int(round((resized.width - size) / 2))
+        top = int(round((resized.height - size) / 2))
+        batch.append(np.asarray(resized.crop((left, top, left + size, top + size)), dtype="float32"))
+    return np.stack(batch)
+
+
+def _prepared(name, weights, size, items):
+    """What a command taking images needs: `(model info, input size, tag or None, files, preprocessed batch)`;
+    no files and a None batch without `items`."""
+    model_name, tag = _tagged(name, weights)
+    info = applications.model_info(f"{model_name}.{tag}" if tag else model_name)
+    size = size or info.input_size
+    if not items:
+        return info, size, tag, [], None
+    files = _image_files(items)
+    return info, size, tag, files, applications.preprocess_input(_read_images(files, size, info), info.name)
+
+
+def _predict(args):
+    info, size, tag, files, batch = _prepared(args.name, args.weights, args.size, args.images)
+    model = applications.load(args.name, weights=args.weights, input_shape=(size, size, 3), progress=True)
+    scores = np.asarray(model.predict_on_batch(batch))
+    entry = weights_lib.entry(info.name, tag) if tag else None
+    if entry is not None and entry.labels:
+        labels = applications.labels(entry.name)
+    else:
+        labels = [f"class {i}" for i in range(scores.shape[-1])]
+    for path, best in zip(files, applications.decode_predictions(scores, labels, min(args.top, len(labels)))):
+        print(path)
+        for label, score in best:
+            print(f"  {score:.4f}  {label}")
+
+
+def _export(args):
+    if args.quantize and args.format != "litert":
+        raise ValueError(f"--quantize applies to --format litert; {args.format} export is float32.")
+    if args.representative and args.quantize != "int8":
+        raise ValueError("--representative calibrates --quantize int8 and is used with it only.")
+    if args.quantize == "int8" and not args.representative:
+        raise ValueError("--quantize int8 needs calibration images: --representative IMAGE [IMAGE ...].")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"Output folder '{out.parent}' does not exist.")
+    _, size, _, _, calibration = _prepared(args.name, args.weights, args.size, args.representative)
+    from keras_hyper.export import export_litert, export_onnx
+
+    model = applications.load(args.name, weights=args.weights, input_shape=(size, size, 3), progress=True)
+    if args.format == "litert":
+        report = export_litert(model, out, quantize=args.quantize, representative_data=calibration)
+    else:
+        report = export_onnx(model, out)
+    print(report)
+    quantized = ", then quantized with the input tensor's scale and zero point" if args.quantize == "int8" else ""
+    print(f"input: {size}x{size} RGB normalised by keras_hyper.applications.preprocess_input{quantized}")
+
+
+def _benchmark(args):
+    from keras_hyper import benchmark as bench
+
+    size = args.size or applications.model_info(args.name).input_size
+    card = (args.card or bench.card_for(args.name)) if args.write_card or args.card else None
+    if card is not None and not Path(card).is_file():
+        # checked before the run, which takes minutes, rather than after it
+        raise FileNotFoundError(f"Model card '{card}' does not exist; write the card before recording speed in it.")
+    result = bench.benchmark(
+        args.name,
+        batch=args.batch,
+        size=size,
+        train=args.train,
+        vs_timm=args.vs_timm,
+        warmup=args.warmup,
+        iters=args.iters,
+        weights=args.weights,
+        log=lambda message: print(message, file=sys.stderr, flush=True),
+    )
+    print(bench.format_report(result))
+    if card is not None:
+        print(f"recorded in {bench.write_card(result, card)}")
+
+
+def _parity(args):
+    from keras_hyper.applications import registry
+    from keras_hyper.convert import reference
+
+    arch, _ = registry.lookup(args.name.partition(".")[0])
+    if not arch.fixture:
+        raise ValueError(f"Architecture {arch.name!r} has no reference fixtures.")
+    root = Path(args.reference or os.environ.get("KERAS_HYPER_REFERENCE") or Path("..") / "shared" / "reference")
+    folder = root / arch.fixture
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Reference folder '{folder}' does not exist; pass --reference.")
+    results = reference.check(arch, folder)
+    rows = [(r.case, f"{r.max_abs_diff:.2e}", f"{r.tolerance:.2e}", "ok" if r.ok else "FAIL") for r in results]
+    print(f"{arch.name} against {folder} on the {keras.backend.backend()} backend")
+    print(_table(("case", "max |keras - official|", "tolerance", ""), rows))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _demo(args):
+    importlib.import_module("keras_hyper.demo").main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""keras_hyper.benchmark: sane figures on a small model, the Speed table of model cards, argument errors.
+
+Never asserts speed: the figures depend on the machine and on what else runs on it.
+(conftest.py points KERAS_HYPER_HOME at a temporary folder for every test.)
+"""
+
+import dataclasses
+
+import keras
+import pytest
+
+from keras_hyper import benchmark as bench
+from keras_hyper.applications import registry
+
+HEADER = "| " + " | ".join(title for _, title in bench.COLUMNS) + " |"
+RULE = "| " + " | ".join("---" for _ in bench.COLUMNS) + " |"
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    """One small run shared by the tests that read figures (it is the slow part of this file)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_HYPER_HOME", str(tmp_path_factory.mktemp("keras_hyper_home")))
+        return bench.benchmark("inceptionnext_atto", batch=1, size=64, warmup=0, iters=1, vs_timm=True)
+
+
+def test_figures_are_sane(result):
+    assert (result["model"], result["backend"], result["batch"], result["size"]) == (
+        "inceptionnext_atto", keras.backend.backend(), 1, 64
+    )
+    assert result["timm_name"] == "inception_next_atto"
+    for prefix in ("", "timm_"):
+        for key in ("infer_ms", "infer_img_s", "train_ms", "train_img_s", "peak_rss_mb"):
+            assert result[prefix + key] > 0, prefix + key
+        assert result[prefix + "infer_img_s"] == pytest.approx(1e3 / result[prefix + "infer_ms"], rel=0.02)
+        if result[prefix + "base_rss_mb"] is not None:
+            assert result[prefix + "peak_rss_mb"] >= result[prefix + "base_rss_mb"]
+    for phase in ("infer", "train"):
+        expected = result[f"{phase}_img_s"] / result[f"timm_{phase}_img_s"]
+        assert result[f"{phase}_ratio"] == pytest.approx(expected, rel=0.02)
+    assert result["cpus"] >= 1 and result["other_cpus"] >= 0
+    assert result["command"] == (
+        f"KERAS_BACKEND={keras.backend.backend()} keras-hyper benchmark inceptionnext_atto --batch 1 --size 64 "
+        "--warmup 0 --iters 1 --vs-timm"
+    )
+
+
+def test_format_report(result):
+    report = bench.format_report(result)
+    assert f"inceptionnext_atto on {keras.backend.backend()}: batch 1, 64x64" in report
+    assert "| inference img/s |" in report and "keras/timm" in report
+    assert report.rstrip().endswith(result["command"])
+
+
+def test_format_report_flags_a_busy_machine():
+    assert "warning" not in bench.format_report(fake_result(other_cpus=0.01))
+    assert "warning: other processes kept 1.00 of 2 CPUs busy" in bench.format_report(fake_result(other_cpus=1.0))
+
+
+def test_vs_timm_needs_a_timm_name(monkeypatch):
+    arch, variant = registry.lookup("inceptionnext_atto")
+    orphan = dataclasses.replace(variant, name="inceptionnext_orphan", timm_name=None)
+    monkeypatch.setitem(registry._MODELS, orphan.name, (arch, orphan))
+    with pytest.raises(ValueError, match="inceptionnext_orphan has no timm counterpart"):
+        bench.benchmark(orphan.name, batch=1, size=64, vs_timm=True)
+
+
+@pytest.mark.parametrize("kwargs", [dict(batch=0), dict(size=-1), dict(iters=0), dict(warmup=-1), dict(batch=2.0)])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match="must be an integer"):
+        bench.benchmark("inceptionnext_atto", **kwargs)
+
+
+def fake_result(**overrides):
+    """A benchmark() result without running one."""
+    figures = dict(
+        model="inceptionnext_tiny", backend="jax", batch=8, size=224, weights=None, warmup=2, iters=10, cpus=2,
+        other_cpus=0.01, malloc_pinned=True, timm_name="inception_next_tiny", infer_ms=800.0, infer_img_s=10.0,
+        train_ms=4000.0, train_img_s=2.0, base_rss_mb=300.0, peak_rss_mb=1500.0, timm_infer_ms=400.0,
+        timm_infer_img_s=20.0, timm_train_ms=2000.0, timm_train_img_s=4.0, timm_base_rss_mb=1500.0,
+        timm_peak_rss_mb=2000.0, infer_ratio=0.5, train_ratio=0.5,
+        command="KERAS_BACKEND=jax keras-hyper benchmark inceptionnext_tiny --batch 8 --size 224 --vs-timm",
+    )
+    figures.update(overrides)
+    return figures
+
+
+def row(model, backend, batch, size, value):
+    cells = [model, backend, str(batch), str(size), value] + ["x"] * (len(bench.COLUMNS) - 5)
+    return "| " + " | ".join(cells) + " |"
+
+
+CARD_HEAD = "# InceptionNeXt\n\nIntro.\n\n## Variants\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+CARD_TAIL = "\n## Parity\n\nMeasured elsewhere.\n"
+
+
+def speed_section(*rows):
+    return "## Speed\n\nNotes kept as they are.\n\n" + "\n".join([HEADER, RULE, *rows]) + "\n"
+
+
+def test_write_card_replaces_the_row_of_the_same_key(tmp_path):
+    card = tmp_path / "inceptionnext.md"
+    others = [row("inceptionnext_tiny", "torch", 8, 224, "7"), row("inceptionnext_atto", "jax", 8, 224, "50")]
+    card.write_text(CARD_HEAD + speed_section(row("inceptionnext_tiny", "jax", 8, 224, "1"), *others) + CARD_TAIL)
+    assert bench.write_card(fake_result(), card) == card
+    text = card.read_text()
+    assert text.startswith(CARD_HEAD + "## Speed\n\nNotes kept as they are.\n\n" + HEADER + "\n" + RULE + "\n")
+    assert text.endswith("\n".join(others) + "\n" + CARD_TAIL)
+    new = text.splitlines()[text.splitlines().index(RULE) + 1]
+    assert new.startswith("| inceptionnext_tiny | jax | 8 | 224 | 10.0 | 800.0 | 2.00 | 1500.0 | 20.0 | 4.00 |")
+    assert new.endswith(f"| `{fake_result()['command']}` |")
+    assert text.count("| inceptionnext_tiny | jax |") == 1
+
+
+def test_write_card_appends_a_new_key(tmp_path):
+    card = tmp_path / "inceptionnext.md"
+    old = row("inceptionnext_tiny", "jax", 8, 224, "1")
+    card.write_text(CARD_HEAD + speed_section(old) + CARD_TAIL)
+    bench.write_card(fake_result(batch=1, train_img_s=None, train_ratio=None), card)
+    lines = card.read_text().splitlines()
+    at = lines.index(old)
+    assert lines[at + 1].startswith("| inceptionnext_tiny | jax | 1 | 224 | 10.0 | 800.0 | - |")
+    assert lines[at + 2] == ""
+
+
+def test_write_card_adds_a_missing_section(tmp_path):
+    card = tmp_path / "inceptionnext.md"
+    card.write_text(CARD_HEAD + CARD_TAIL.rstrip() + "\n\n\n")
+    bench.write_card(fake_result(), card)
+    text = card.read_text()
+    assert text.startswith(CARD_HEAD + CARD_TAIL.rstrip() + "\n\n## Speed\n\n" + bench.INTRO + "\n\n" + HEADER + "\n")
+    assert text.count("| inceptionnext_tiny | jax | 8 | 224 |") == 1
+
+
+def test_write_card_adds_a_table_to_a_section_without_one(tmp_path):
+    card = tmp_path / "inceptionnext.md"
+    card.write_text(CARD_HEAD + "## Speed\n\nTo be measured.\n" + CARD_TAIL)
+    bench.write_card(fake_result(), card)
+    text = card.read_text()
+    section = "## Speed\n\nTo be measured.\n\n" + HEADER + "\n" + RULE + "\n| inceptionnext_tiny"
+    assert text.startswith(CARD_HEAD + section)
+    assert text.endswith(" |\n" + CARD_TAIL)
+
+
+def test_write_card_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.md' does not exist"):
+        bench.write_card(fake_result(), tmp_path / "missing.md")
+    card = tmp_path / "card.md"
+    card.write_text("# Card\n\n## Speed\n\n| model | img/s |\n|---|---|\n| a | 1 |\n")
+    with pytest.raises(ValueError, match="has columns"):
+        bench.write_card(fake_result(), card)
+    assert card.read_text() == "# Card\n\n## Speed\n\n| model | img/s |\n|---|---|\n| a | 1 |\n"

@@ -1,0 +1,220 @@
+"""The keras-hyper command, run in-process through `cli.main(argv)`.
+
+Real exports are tested in tests/export; here only the export command's argument checks run.
+(conftest.py points KERAS_HYPER_HOME at a temporary folder for every test.)
+"""
+
+import sys
+import types
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_hyper import applications, cli
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Two small images: a wide RGB one and a tall grayscale one."""
+    rng = np.random.default_rng(0)
+    wide, tall = tmp_path / "wide.png", tmp_path / "tall.png"
+    Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)).save(wide)
+    Image.fromarray(rng.integers(0, 256, (90, 40), dtype=np.uint8)).save(tall)
+    return wide, tall
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("list", "info", "predict", "export", "benchmark", "demo"):
+        assert command in out
+
+
+def test_a_command_is_required(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([])
+    assert exit_.value.code == 2
+
+
+def test_list(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    assert out.splitlines()[0].split() == ["name", "params", "size", "paper", "top-1", "weights"]
+    tiny = next(line for line in out.splitlines() if line.startswith("inceptionnext_tiny "))
+    assert tiny.split()[:5] == ["inceptionnext_tiny", "28.06M", "224", "82.508", "sail_in1k"]
+
+
+def test_list_pretrained_with_a_pattern(capsys):
+    code, out, _ = run(capsys, "list", "*atto*", "--pretrained")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["name.tag", "params", "size", "metric", "license"]
+    assert all(row.startswith("inceptionnext_atto.") for row in rows)
+    sail = next(row for row in rows if row.startswith("inceptionnext_atto.sail_in1k "))
+    assert sail.split() == ["inceptionnext_atto.sail_in1k", "4.16M", "224", "imagenet_top1=75.348", "Apache-2.0"]
+
+
+def test_list_without_match(capsys):
+    code, out, err = run(capsys, "list", "nothing*")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: No registered model matches 'nothing*'")
+
+
+def test_info(capsys):
+    code, out, _ = run(capsys, "info", "inceptionnext_tiny")
+    assert code == 0
+    for expected in (
+        "timm name       inception_next_tiny",
+        "num params      28,055,680",
+        "arXiv:2303.16900",
+        "weights inceptionnext_tiny.sail_in1k",
+        "https://github.com/sail-sg/inceptionnext/releases/download/model/inceptionnext_tiny.pth",
+        "imagenet_top1=82.508",
+    ):
+        assert expected in out
+
+
+def test_info_of_a_tag_shows_that_tag(capsys):
+    code, out, _ = run(capsys, "info", "inceptionnext_base.sail_in1k_384")
+    assert code == 0
+    assert "input size      384" in out
+    assert "weights inceptionnext_base.sail_in1k_384" in out
+    assert "weights inceptionnext_base.sail_in1k\n" not in out
+
+
+def test_unknown_model(capsys):
+    code, out, err = run(capsys, "info", "inceptionnext_tinny")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: Unknown model 'inceptionnext_tinny'. Did you mean 'inceptionnext_tiny'")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["--debug", "info", "nope"], ["info", "nope", "--debug"]])
+def test_debug_shows_the_traceback(capsys, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("error: Unknown model 'nope'")
+
+
+def test_predict_without_weights_prints_class_indices(capsys, images):
+    code, out, err = run(capsys, "predict", "inceptionnext_atto", *map(str, images), "--size", "64", "--top", "3")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [lines[0], lines[4]] == [str(images[0]), str(images[1])]
+    for block in (lines[1:4], lines[5:8]):
+        scores = [float(line.split()[0]) for line in block]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+        assert all(line.split()[1] == "class" and 0 <= int(line.split()[2]) < 1000 for line in block)
+
+
+def test_predict_with_a_tag_prints_its_labels(capsys, images):
+    """The shipped digits weights: no download, real labels."""
+    argv = ["predict", "inceptionnext_atto.digits", str(images[0]), "--top", "2"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == str(images[0]) and len(lines) == 3
+    assert all(line.split(None, 1)[1] in [str(d) for d in range(10)] for line in lines[1:])
+
+
+def test_predict_names_a_missing_image(capsys, images, tmp_path):
+    missing = tmp_path / "missing.png"
+    code, out, err = run(capsys, "predict", "inceptionnext_atto", str(images[0]), str(missing))
+    assert (code, out) == (2, "")
+    assert err == f"error: Image '{missing}' does not exist.\n"
+
+
+def test_predict_names_an_unreadable_image(capsys, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    code, _, err = run(capsys, "predict", "inceptionnext_atto", str(broken))
+    assert code == 2
+    assert err.startswith(f"error: Cannot read image '{broken}'")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--format", "onnx", "--quantize", "float16"], "--quantize applies to --format litert"),
+        (["--format", "litert", "--quantize", "int8"], "--quantize int8 needs calibration images"),
+        (["--format", "litert", "--representative", "x.png"], "--representative calibrates --quantize int8"),
+    ],
+)
+def test_export_argument_errors(capsys, tmp_path, extra, message):
+    code, _, err = run(capsys, "export", "inceptionnext_atto", "--out", str(tmp_path / "m.bin"), *extra)
+    assert code == 2
+    assert err.startswith(f"error: {message}")
+
+
+def test_export_needs_an_existing_output_folder(capsys, tmp_path):
+    out = tmp_path / "absent" / "m.tflite"
+    code, _, err = run(capsys, "export", "inceptionnext_atto", "--format", "litert", "--out", str(out))
+    assert code == 2
+    assert err == f"error: Output folder '{out.parent}' does not exist.\n"
+
+
+@pytest.mark.parametrize("extra", [["--format", "tflite"], ["--format", "litert", "--quantize", "int4"], []])
+def test_export_rejects_bad_choices(capsys, tmp_path, extra):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["export", "inceptionnext_atto", "--out", str(tmp_path / "m"), *extra])
+    assert exit_.value.code == 2
+
+
+def test_benchmark_records_in_the_card(capsys, tmp_path):
+    card = tmp_path / "inceptionnext.md"
+    card.write_text("# InceptionNeXt\n")
+    argv = ["benchmark", "inceptionnext_atto", "--batch", "1", "--size", "64", "--iters", "1", "--warmup", "0"]
+    code, out, err = run(capsys, *argv, "--no-train", "--card", str(card))
+    assert code == 0, err
+    assert "| inference img/s |" in out and f"recorded in {card}" in out
+    assert "keras-hyper inceptionnext_atto" in err  # progress goes to stderr
+    backend = keras.backend.backend()
+    speed = card.read_text().split("## Speed", 1)[1]
+    assert f"| inceptionnext_atto | {backend} | 1 | 64 |" in speed
+    assert f"`KERAS_BACKEND={backend} keras-hyper benchmark inceptionnext_atto --batch 1 --size 64 --warmup 0 " in speed
+
+
+def test_benchmark_checks_the_card_before_running(capsys, tmp_path):
+    card = tmp_path / "absent.md"
+    code, _, err = run(capsys, "benchmark", "inceptionnext_atto", "--card", str(card))
+    assert code == 2
+    assert err.startswith(f"error: Model card '{card}' does not exist")
+
+
+def test_backend_option_runs_a_child_process(capfd):
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    code = cli.main(["list", "*atto", "--backend", other])
+    out = capfd.readouterr().out
+    assert code == 0
+    assert "inceptionnext_atto" in out
+
+
+def test_demo_runs_the_demo_module(capsys, monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "keras_hyper.demo", types.SimpleNamespace(main=lambda: calls.append(1)))
+    code, _, _ = run(capsys, "demo")
+    assert (code, calls) == (0, [1])
+
+
+def test_parity_against_the_reference_fixtures(capsys):
+    from testutil import reference_dir
+
+    folder = reference_dir("inceptionnext")
+    code, out, err = run(capsys, "parity", "inceptionnext_atto", "--reference", str(folder.parent))
+    assert code == 0, err
+    assert "tiny_strong" in out and "FAIL" not in out
+
+
+def test_parity_names_a_missing_reference_folder(capsys, tmp_path):
+    code, _, err = run(capsys, "parity", "inceptionnext_atto", "--reference", str(tmp_path))
+    assert code == 2 and "does not exist" in err
