@@ -57,8 +57,8 @@ def main(out_dir="build/demo"):
     start = time.time()
     for epoch in range(3):
         x_aug = applications.preprocess_input(digits.augment(x_ft, rng), digits.MODEL)
-        history = model.fit(x_aug, y_ft, batch_size=32, epochs=1, verbose=0)
-        print(f"      epoch {epoch + 1}/3: loss {history.history['loss'][-1]:.4f}, train accuracy {history.history['accuracy'][-1]:.2%}")
+        logs = model.fit(x_aug, y_ft, batch_size=32, epochs=1, verbose=0).history
+        print(f"      epoch {epoch + 1}/3: loss {logs['loss'][-1]:.4f}, train accuracy {logs['accuracy'][-1]:.2%}")
     tuned_acc = digits.evaluate(model, x_test, y_test)
     print(f"      {time.time() - start:.1f} s; test accuracy after fine-tuning: {tuned_acc:.2%}")
     keras_path = out / "inceptionnext_atto_digits.keras"

@@ -50,7 +50,9 @@ def test_forward_is_finite_with_the_configured_head(arch):
 
 def test_one_fit_step_changes_every_trainable_variable(arch):
     model = tiny(arch, classifier_activation=None)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     before = [to_numpy(v).copy() for v in model.trainable_variables]
     x = sample(arch, batch=4)
     y = np.arange(4) % model.output_shape[-1]

@@ -26,7 +26,10 @@ def result(tmp_path_factory):
 
 def test_figures_are_sane(result):
     assert (result["model"], result["backend"], result["batch"], result["size"]) == (
-        "inceptionnext_atto", keras.backend.backend(), 1, 64
+        "inceptionnext_atto",
+        keras.backend.backend(),
+        1,
+        64,
     )
     assert result["timm_name"] == "inception_next_atto"
     for prefix in ("", "timm_"):
@@ -74,11 +77,31 @@ def test_bad_arguments(kwargs):
 def fake_result(**overrides):
     """A benchmark() result without running one."""
     figures = dict(
-        model="inceptionnext_tiny", backend="jax", batch=8, size=224, weights=None, warmup=2, iters=10, cpus=2,
-        other_cpus=0.01, malloc_pinned=True, timm_name="inception_next_tiny", infer_ms=800.0, infer_img_s=10.0,
-        train_ms=4000.0, train_img_s=2.0, base_rss_mb=300.0, peak_rss_mb=1500.0, timm_infer_ms=400.0,
-        timm_infer_img_s=20.0, timm_train_ms=2000.0, timm_train_img_s=4.0, timm_base_rss_mb=1500.0,
-        timm_peak_rss_mb=2000.0, infer_ratio=0.5, train_ratio=0.5,
+        model="inceptionnext_tiny",
+        backend="jax",
+        batch=8,
+        size=224,
+        weights=None,
+        warmup=2,
+        iters=10,
+        cpus=2,
+        other_cpus=0.01,
+        malloc_pinned=True,
+        timm_name="inception_next_tiny",
+        infer_ms=800.0,
+        infer_img_s=10.0,
+        train_ms=4000.0,
+        train_img_s=2.0,
+        base_rss_mb=300.0,
+        peak_rss_mb=1500.0,
+        timm_infer_ms=400.0,
+        timm_infer_img_s=20.0,
+        timm_train_ms=2000.0,
+        timm_train_img_s=4.0,
+        timm_base_rss_mb=1500.0,
+        timm_peak_rss_mb=2000.0,
+        infer_ratio=0.5,
+        train_ratio=0.5,
         command="KERAS_BACKEND=jax keras-hyper benchmark inceptionnext_tiny --batch 8 --size 224 --vs-timm",
     )
     figures.update(overrides)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_hyper import applications, cli
+from keras_hyper import cli
 
 
 def run(capsys, *argv):

@@ -15,7 +15,9 @@ def reference_dir(name):
     """The reference fixture folder of an architecture, skipping the test when it is absent."""
     folder = REFERENCE / name
     if not folder.is_dir():
-        pytest.skip(f"reference fixtures not found at {folder} (set KERAS_HYPER_REFERENCE to the shared/reference folder)")
+        pytest.skip(
+            f"reference fixtures not found at {folder} (set KERAS_HYPER_REFERENCE to the shared/reference folder)"
+        )
     return folder
 
 

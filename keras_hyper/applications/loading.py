@@ -31,7 +31,7 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
         reset_head: with pretrained weights and `include_top=True`, load everything but the final classifier,
             which is freshly initialised with `num_classes` outputs: the way to fine-tune on new classes.
             Without it, `num_classes` must equal the pretrained head's.
-        progress: show progress bars for downloads.
+        progress: show progress bars for downloads and conversions.
         **kwargs: the builder's arguments: the keras.applications ones (`include_top`, `input_tensor`,
             `input_shape`, `pooling`, `num_classes`, `classifier_activation`, `include_preprocessing`, `name`)
             and the architecture's own (`drop_path_rate`, ...).
@@ -79,13 +79,15 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
     arch_kwargs = {k: v for k, v in builder_kwargs.items() if k not in APP_ARGS}
 
     def build_full(num_classes):
-        return arch.builder(**arch_kwargs, num_classes=num_classes, classifier_activation=None, input_shape=(None, None, 3))
+        return arch.builder(
+            **arch_kwargs, num_classes=num_classes, classifier_activation=None, input_shape=(None, None, 3)
+        )
 
     if entry is not None and entry.kind == "native":
         full = build_full(entry.num_classes)
         weights_lib.load_file(full, weights_lib.resolve(entry, progress))
     elif entry is not None:
-        full = weights_lib.converted(weights_lib.resolve(entry, progress), arch, build_full, arch_kwargs)
+        full = weights_lib.converted(weights_lib.resolve(entry, progress), arch, build_full, arch_kwargs, progress)
     elif path.name.endswith(".weights.h5"):
         if reset_head or not include_top:
             raise ValueError(
@@ -97,7 +99,7 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
     elif path.name.endswith(".keras"):
         full = keras.saving.load_model(str(path), compile=False)
     else:
-        full = weights_lib.converted(path, arch, build_full, arch_kwargs)
+        full = weights_lib.converted(path, arch, build_full, arch_kwargs, progress)
 
     if include_top and not reset_head and entry is None:
         pretrained = full.get_layer(arch.classifier).units

@@ -19,6 +19,7 @@ from typing import Optional
 
 import keras
 import numpy as np
+from tqdm.auto import tqdm
 
 from keras_hyper.applications import store
 from keras_hyper.convert import checkpoint
@@ -88,9 +89,7 @@ def resolve(entry_: WeightsEntry, progress: bool = True) -> Path:
     """A local, verified copy of a tag's file (downloaded into the cache if needed)."""
     if "://" not in entry_.url:
         return store.fetch(str(shipped_path(entry_.url)), sha256=entry_.sha256)
-    return store.fetch(
-        entry_.url, sha256=entry_.sha256, filename=f"{entry_.name}.{entry_.format}", progress=progress
-    )
+    return store.fetch(entry_.url, sha256=entry_.sha256, filename=f"{entry_.name}.{entry_.format}", progress=progress)
 
 
 def _suffix(path: Path) -> str:
@@ -154,12 +153,13 @@ def transfer(source, target, *, skip=()) -> None:
         layer.set_weights(donor.get_weights())
     if errors:
         raise ValueError(
-            f"The weights do not fit model '{target.name}':\n  " + "\n  ".join(errors[:20])
+            f"The weights do not fit model '{target.name}':\n  "
+            + "\n  ".join(errors[:20])
             + (f"\n  ... ({len(errors) - 20} more)" if len(errors) > 20 else "")
         )
 
 
-def converted(path, arch, build, arch_kwargs: dict):
+def converted(path, arch, build, arch_kwargs: dict, progress: bool = True):
     """Converts an official checkpoint into a full model, through a cache of converted `.weights.h5` files.
 
     `build(num_classes)` builds the full model to convert into. The cache key covers the source file's
@@ -174,15 +174,19 @@ def converted(path, arch, build, arch_kwargs: dict):
         full = build(int(cached.name[len(stem) + 2 : -len(".weights.h5")]))
         load_file(full, cached)
         return full
-    state = checkpoint.read_checkpoint(path)
-    if arch.classifier_key not in state:
-        raise ValueError(
-            f"Checkpoint '{path}' has no '{arch.classifier_key}' tensor: it is not a full {arch.name} checkpoint."
-        )
-    full = build(int(np.asarray(state[arch.classifier_key]).shape[0]))
-    arch.convert(state, full)
-    with store.atomic_path(folder / f"{stem}-c{full.get_layer(arch.classifier).units}.weights.h5") as temp:
-        full.save_weights(str(temp))
+    with tqdm(total=3, desc=f"converting {Path(path).name}", disable=not progress) as bar:
+        state = checkpoint.read_checkpoint(path)
+        if arch.classifier_key not in state:
+            raise ValueError(
+                f"Checkpoint '{path}' has no '{arch.classifier_key}' tensor: it is not a full {arch.name} checkpoint."
+            )
+        bar.update()
+        full = build(int(np.asarray(state[arch.classifier_key]).shape[0]))
+        arch.convert(state, full)
+        bar.update()
+        with store.atomic_path(folder / f"{stem}-c{full.get_layer(arch.classifier).units}.weights.h5") as temp:
+            full.save_weights(str(temp))
+        bar.update()
     return full
 
 

@@ -167,7 +167,7 @@ def _require(module: str, path: Path) -> Any:
     except ImportError as error:
         missing = error.name or module.split(".")[0]
         raise ImportError(
-            f'reading \'{path}\' needs {missing}, which is not installed: pip install "keras-hyper[convert]"'
+            f"reading '{path}' needs {missing}, which is not installed: pip install \"keras-hyper[convert]\""
         ) from error
 
 

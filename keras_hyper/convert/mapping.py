@@ -76,7 +76,8 @@ class StateDictMapper:
         if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(
                 f"Shape mismatch: checkpoint tensor '{key}' of shape {tuple(self.state_dict[key].shape)} becomes "
-                f"{tuple(value.shape)} in Keras layout, but variable '{variable.path}' has shape {tuple(variable.shape)}."
+                f"{tuple(value.shape)} in Keras layout, but variable '{variable.path}' has shape "
+                f"{tuple(variable.shape)}."
             )
         variable.assign(value.astype(variable.dtype))
         self.assigned.add(id(variable))
@@ -108,9 +109,7 @@ class StateDictMapper:
 
     def finish(self):
         """Raises one ValueError listing missing keys, unexpected keys and unassigned variables, if any."""
-        unexpected = [
-            k for k in self.state_dict if k not in self.used and not any(p.fullmatch(k) for p in self.ignore)
-        ]
+        unexpected = [k for k in self.state_dict if k not in self.used and not any(p.fullmatch(k) for p in self.ignore)]
         unassigned = [v.path for v in _checkpoint_variables(self.model) if id(v) not in self.assigned]
         if self.missing or unexpected or unassigned:
             parts = []
@@ -130,8 +129,4 @@ class StateDictMapper:
 
 def _checkpoint_variables(model):
     """The variables a checkpoint must provide: all but random-generator states and fixed preprocessing."""
-    return [
-        v
-        for v in model.weights
-        if "seed_generator" not in v.path and not v.path.startswith("preprocessing/")
-    ]
+    return [v for v in model.weights if "seed_generator" not in v.path and not v.path.startswith("preprocessing/")]

@@ -54,9 +54,7 @@ def make_sample(shape: tuple[int | None, ...], sample: np.ndarray | None) -> np.
     if sample.ndim != len(expected) or any(
         want is not None and got != want for got, want in zip(sample.shape, expected)
     ):
-        raise ValueError(
-            f"`sample` must have shape {expected} (batch 1); got {sample.shape}."
-        )
+        raise ValueError(f"`sample` must have shape {expected} (batch 1); got {sample.shape}.")
     return sample
 
 

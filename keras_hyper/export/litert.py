@@ -67,10 +67,7 @@ def export_litert(
             that are not TFLite builtins (they are named in the message).
     """
     if quantize not in QUANTIZE_MODES:
-        raise ValueError(
-            f"Unsupported quantize={quantize!r}; use one of "
-            f"{', '.join(map(repr, QUANTIZE_MODES))}."
-        )
+        raise ValueError(f"Unsupported quantize={quantize!r}; use one of {', '.join(map(repr, QUANTIZE_MODES))}.")
     shape = input_shape(model, static=True)
     calibration = _calibration(representative_data, quantize, shape)
     x = make_sample(shape, sample)
@@ -97,9 +94,7 @@ def export_litert(
     )
 
 
-def convert(
-    model: keras.Model, out: str, quantize: str | None, calibration: np.ndarray | None
-) -> None:
+def convert(model: keras.Model, out: str, quantize: str | None, calibration: np.ndarray | None) -> None:
     """Convert ``model`` to a ``.tflite`` file at ``out`` (TensorFlow backend only).
 
     Raises:
@@ -121,9 +116,7 @@ def convert(
         # The int8-only op set makes an op without an int8 kernel an error
         # instead of a silent float fallback.
         target_spec["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        options["representative_dataset"] = lambda: (
-            [calibration[i : i + 1]] for i in range(len(calibration))
-        )
+        options["representative_dataset"] = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
         options["inference_input_type"] = tf.int8
         options["inference_output_type"] = tf.int8
     try:
@@ -135,9 +128,7 @@ def convert(
             **options,
         )
     except Exception as e:  # TF's ConverterError lives in a private module.
-        unsupported = sorted(
-            {err.operator.name for err in getattr(e, "errors", ()) if err.operator.name}
-        )
+        unsupported = sorted({err.operator.name for err in getattr(e, "errors", ()) if err.operator.name})
         if unsupported:
             raise RuntimeError(
                 "LiteRT conversion needs ops that are not TFLite builtins: "
@@ -180,9 +171,7 @@ def _calibration(
     return np.concatenate(batches)
 
 
-def _convert_in_worker(
-    model: keras.Model, out: str, quantize: str | None, calibration: np.ndarray | None
-) -> None:
+def _convert_in_worker(model: keras.Model, out: str, quantize: str | None, calibration: np.ndarray | None) -> None:
     """Run ``convert`` in a TensorFlow-backend subprocess on a saved copy of the model."""
     modules = _custom_modules(model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,11 +257,7 @@ def _builtin_ops(content: bytes) -> tuple[str, ...]:
     """Return the sorted op names of a flatbuffer, failing on custom/Flex ops."""
     from ai_edge_litert import schema_py_generated as schema
 
-    names = {
-        code: name
-        for name, code in vars(schema.BuiltinOperator).items()
-        if not name.startswith("_")
-    }
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     model = schema.Model.GetRootAs(content, 0)
     builtin, custom = set(), set()
     for s in range(model.SubgraphsLength()):
@@ -286,9 +271,7 @@ def _builtin_ops(content: bytes) -> tuple[str, ...]:
             else:
                 builtin.add(names[op])
     if custom:
-        raise RuntimeError(
-            f"The LiteRT model contains non-builtin ops: {', '.join(sorted(custom))}."
-        )
+        raise RuntimeError(f"The LiteRT model contains non-builtin ops: {', '.join(sorted(custom))}.")
     return tuple(sorted(builtin))
 
 

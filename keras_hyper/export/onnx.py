@@ -27,9 +27,7 @@ from keras_hyper.export.report import ExportReport
 _ONE = "keras_hyper_erfc_one"
 
 
-def export_onnx(
-    model: keras.Model, path: str | os.PathLike, *, sample: np.ndarray | None = None
-) -> ExportReport:
+def export_onnx(model: keras.Model, path: str | os.PathLike, *, sample: np.ndarray | None = None) -> ExportReport:
     """Export a single-input model to ONNX and verify it with onnxruntime.
 
     The file is written atomically: a failed export leaves nothing at ``path``.
@@ -94,8 +92,7 @@ def _check_backend(backend: str) -> None:
         )
     if backend not in ("tensorflow", "jax", "torch"):
         raise NotImplementedError(
-            f"Keras 3.15 cannot export ONNX under the {backend!r} backend; "
-            "use TensorFlow, JAX or PyTorch."
+            f"Keras 3.15 cannot export ONNX under the {backend!r} backend; use TensorFlow, JAX or PyTorch."
         )
 
 
@@ -155,20 +152,13 @@ def _checked_ops(proto) -> tuple[str, ...]:
     default, nodes = ("", "ai.onnx"), proto.graph.node
     unknown = {n.op_type for n in nodes if n.domain in default and not onnx.defs.has(n.op_type)}
     if unknown:
-        raise RuntimeError(
-            "The ONNX model contains ops that ONNX does not define: "
-            f"{', '.join(sorted(unknown))}."
-        )
-    return tuple(
-        sorted({n.op_type if n.domain in default else f"{n.domain}.{n.op_type}" for n in nodes})
-    )
+        raise RuntimeError(f"The ONNX model contains ops that ONNX does not define: {', '.join(sorted(unknown))}.")
+    return tuple(sorted({n.op_type if n.domain in default else f"{n.domain}.{n.op_type}" for n in nodes}))
 
 
 def _run(proto, x: np.ndarray) -> np.ndarray:
     """Run a single-input model on ``x`` with onnxruntime's CPU provider."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(
-        proto.SerializeToString(), providers=["CPUExecutionProvider"]
-    )
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]

@@ -41,7 +41,9 @@ class InceptionDepthwiseConv2D(keras.layers.Layer):
             if not isinstance(size, int) or size < 1 or size % 2 == 0:
                 raise ValueError(f"{arg} must be a positive odd integer, got {size!r}.")
         if not 0.0 < branch_ratio <= 1.0 / 3.0:
-            raise ValueError(f"branch_ratio must be in (0, 1/3] (three branches share the channels), got {branch_ratio!r}.")
+            raise ValueError(
+                f"branch_ratio must be in (0, 1/3] (three branches share the channels), got {branch_ratio!r}."
+            )
         self.square_kernel_size = square_kernel_size
         self.band_kernel_size = band_kernel_size
         self.branch_ratio = float(branch_ratio)
@@ -66,7 +68,9 @@ class InceptionDepthwiseConv2D(keras.layers.Layer):
             self.kernels.append(
                 self.add_weight(name=f"{branch}_kernel", shape=(*shape, groups, 1), initializer=self.kernel_initializer)
             )
-            self.biases.append(self.add_weight(name=f"{branch}_bias", shape=(groups,), initializer=self.bias_initializer))
+            self.biases.append(
+                self.add_weight(name=f"{branch}_bias", shape=(groups,), initializer=self.bias_initializer)
+            )
 
     def call(self, inputs):
         g, c0 = self.groups, self.identity_channels

@@ -95,7 +95,9 @@ def image_input(input_tensor, input_shape, *, default_size, min_size, name="inpu
     model that accepts any size at or above `min_size`.
     """
     if keras.config.image_data_format() != "channels_last":
-        raise ValueError("keras-hyper models are channels_last; set keras.config.set_image_data_format('channels_last').")
+        raise ValueError(
+            "keras-hyper models are channels_last; set keras.config.set_image_data_format('channels_last')."
+        )
     if input_tensor is not None:
         tensor_shape = tuple(input_tensor.shape[1:])
         if input_shape is not None and tuple(input_shape) != tensor_shape:

@@ -172,22 +172,31 @@ VARIANTS = (
     _base.Variant(
         "inceptionnext_atto",
         dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), band_kernel_size=9, branch_ratio=0.25),
-        num_params=4_156_520, paper_top1=75.348, timm_name="inception_next_atto",
+        num_params=4_156_520,
+        paper_top1=75.348,
+        timm_name="inception_next_atto",
     ),
     _base.Variant(
         "inceptionnext_tiny",
         dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)),
-        num_params=28_055_680, paper_top1=82.508, timm_name="inception_next_tiny",
+        num_params=28_055_680,
+        paper_top1=82.508,
+        timm_name="inception_next_tiny",
     ),
     _base.Variant(
         "inceptionnext_small",
         dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768)),
-        num_params=49_374_016, paper_top1=83.584, timm_name="inception_next_small",
+        num_params=49_374_016,
+        paper_top1=83.584,
+        timm_name="inception_next_small",
     ),
     _base.Variant(
         "inceptionnext_base",
         dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024)),
-        num_params=86_672_136, crop_pct=0.95, paper_top1=84.098, timm_name="inception_next_base",
+        num_params=86_672_136,
+        crop_pct=0.95,
+        paper_top1=84.098,
+        timm_name="inception_next_base",
     ),
 )
 

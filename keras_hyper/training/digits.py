@@ -8,7 +8,8 @@ and `test` (20%, never trained on).
 
 Recreate the shipped weights (about two minutes on 2 CPU cores):
 
-    KERAS_BACKEND=torch python -m keras_hyper.training.digits --out keras_hyper/weights/inceptionnext_atto.digits.weights.h5
+    KERAS_BACKEND=torch python -m keras_hyper.training.digits \
+        --out keras_hyper/weights/inceptionnext_atto.digits.weights.h5
 """
 
 import argparse
@@ -40,8 +41,7 @@ def load_splits(size=SIZE):
     order = np.random.default_rng(SEED).permutation(len(images))
     bounds = np.cumsum([int(round(f * len(images))) for f in SPLITS.values()])[:-1]
     return {
-        name: (images[idx], digits.target[idx].astype("int32"))
-        for name, idx in zip(SPLITS, np.split(order, bounds))
+        name: (images[idx], digits.target[idx].astype("int32")) for name, idx in zip(SPLITS, np.split(order, bounds))
     }
 
 
@@ -71,7 +71,9 @@ def train(out, epochs=RECIPE["epochs"], verbose=1):
         classifier_activation=None,
     )
     steps = epochs * int(np.ceil(len(x) / RECIPE["batch_size"]))
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=RECIPE["learning_rate"], warmup_steps=steps // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, steps, warmup_target=RECIPE["learning_rate"], warmup_steps=steps // 10
+    )
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=RECIPE["weight_decay"]),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=RECIPE["label_smoothing"]),
@@ -82,7 +84,11 @@ def train(out, epochs=RECIPE["epochs"], verbose=1):
     start = time.time()
     for epoch in range(epochs):
         model.fit(
-            prep(augment(x, rng)), keras.utils.to_categorical(y, 10), batch_size=RECIPE["batch_size"], epochs=1, verbose=0
+            prep(augment(x, rng)),
+            keras.utils.to_categorical(y, 10),
+            batch_size=RECIPE["batch_size"],
+            epochs=1,
+            verbose=0,
         )
         if verbose and (epoch + 1) % 5 == 0:
             acc = evaluate(model, prep(x_test), y_test)

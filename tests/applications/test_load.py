@@ -101,8 +101,17 @@ def local_tag(tmp_path, monkeypatch):
 
     def register(sha256=good, num_classes=4):
         entry = weights_lib.WeightsEntry(
-            model="inceptionnext_atto", tag="local", kind="convert", url=source.as_uri(), format="pth",
-            license="Apache-2.0", source="test", num_classes=num_classes, input_size=64, crop_pct=1.0, sha256=sha256,
+            model="inceptionnext_atto",
+            tag="local",
+            kind="convert",
+            url=source.as_uri(),
+            format="pth",
+            license="Apache-2.0",
+            source="test",
+            num_classes=num_classes,
+            input_size=64,
+            crop_pct=1.0,
+            sha256=sha256,
         )
         monkeypatch.setattr(weights_lib, "manifest", lambda: {entry.name: entry})
         return entry
@@ -174,9 +183,13 @@ def test_local_files(tmp_path):
     x = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype("float32")
     model.save_weights(tmp_path / "m.weights.h5")
     model.save(tmp_path / "m.keras")
-    again = applications.load("inceptionnext_atto", weights=str(tmp_path / "m.weights.h5"), num_classes=3, input_shape=(32, 32, 3))
+    again = applications.load(
+        "inceptionnext_atto", weights=str(tmp_path / "m.weights.h5"), num_classes=3, input_shape=(32, 32, 3)
+    )
     np.testing.assert_array_equal(to_numpy(again(x)), to_numpy(model(x)))
-    trunk = applications.load("inceptionnext_atto", weights=str(tmp_path / "m.keras"), include_top=False, input_shape=(32, 32, 3))
+    trunk = applications.load(
+        "inceptionnext_atto", weights=str(tmp_path / "m.keras"), include_top=False, input_shape=(32, 32, 3)
+    )
     assert trunk.output_shape == (None, 1, 1, 320)
     with pytest.raises(ValueError, match="does not fit"):
         applications.load("inceptionnext_atto", weights=str(tmp_path / "m.weights.h5"), input_shape=(32, 32, 3))

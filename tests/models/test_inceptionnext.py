@@ -51,7 +51,9 @@ def atto_checkpoint(tmp_path_factory):
 
 def test_convert_matches_timm_atto(atto_checkpoint):
     path, (x, logits, _) = atto_checkpoint
-    model = applications.load("inceptionnext_atto", weights=str(path), input_shape=(96, 96, 3), classifier_activation=None)
+    model = applications.load(
+        "inceptionnext_atto", weights=str(path), input_shape=(96, 96, 3), classifier_activation=None
+    )
     out = to_numpy(model(x))
     assert np.max(np.abs(out - logits)) <= tolerance(logits)
     assert np.std(logits) > 0.1  # the check is sensitive: outputs differ across classes
@@ -63,7 +65,9 @@ def test_converted_checkpoint_is_cached_and_reused(atto_checkpoint):
     cached = list((store.home() / "converted").glob("inceptionnext-*.weights.h5"))
     assert len(cached) == 1 and cached[0].name.endswith("-c1000.weights.h5")
     stamp = cached[0].stat().st_mtime_ns
-    model = applications.load("inceptionnext_atto", weights=str(path), input_shape=(96, 96, 3), classifier_activation=None)
+    model = applications.load(
+        "inceptionnext_atto", weights=str(path), input_shape=(96, 96, 3), classifier_activation=None
+    )
     assert cached[0].stat().st_mtime_ns == stamp
     assert np.max(np.abs(to_numpy(model(x)) - logits)) <= tolerance(logits)
 
@@ -77,7 +81,9 @@ def test_features_without_top_match_timm(atto_checkpoint):
 
 def test_reset_head_keeps_the_trunk(atto_checkpoint):
     path, (x, _, features) = atto_checkpoint
-    model = applications.load("inceptionnext_atto", weights=str(path), num_classes=5, reset_head=True, input_shape=(96, 96, 3))
+    model = applications.load(
+        "inceptionnext_atto", weights=str(path), num_classes=5, reset_head=True, input_shape=(96, 96, 3)
+    )
     assert model.output_shape == (None, 5)
     trunk = applications.load("inceptionnext_atto", weights=str(path), include_top=False, input_shape=(96, 96, 3))
     for layer in trunk.layers:
@@ -91,7 +97,9 @@ def test_num_classes_must_match_the_checkpoint_head(atto_checkpoint):
         applications.load("inceptionnext_atto", weights=str(path), num_classes=10, input_shape=(96, 96, 3))
 
 
-@pytest.mark.parametrize("mixer", [dict(band_kernel_size=11, branch_ratio=0.125), dict(band_kernel_size=5, branch_ratio=1 / 3)])
+@pytest.mark.parametrize(
+    "mixer", [dict(band_kernel_size=11, branch_ratio=0.125), dict(band_kernel_size=5, branch_ratio=1 / 3)]
+)
 def test_configurations_match_timm(mixer):
     """Non-default mixers and MLP ratios, converted directly with convert_inceptionnext."""
     from functools import partial
@@ -139,5 +147,7 @@ def test_drop_path_schedule_matches_timm():
 def test_generic_builder_converts_a_checkpoint_file(atto_checkpoint):
     path, (x, logits, _) = atto_checkpoint
     atto = inceptionnext.VARIANTS[0]
-    model = inceptionnext.inceptionnext(**atto.kwargs, weights=str(path), input_shape=(96, 96, 3), classifier_activation=None)
+    model = inceptionnext.inceptionnext(
+        **atto.kwargs, weights=str(path), input_shape=(96, 96, 3), classifier_activation=None
+    )
     assert np.max(np.abs(to_numpy(model(x)) - logits)) <= tolerance(logits)
