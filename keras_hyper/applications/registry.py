@@ -42,7 +42,8 @@ def register(arch: Architecture) -> None:
         _MODELS[variant.name] = (arch, variant)
 
 
-def _lookup(name: str) -> tuple:
+def lookup(name: str) -> tuple:
+    """`(Architecture, Variant)` of a registered model name; unknown names raise with suggestions."""
     if not isinstance(name, str):
         raise TypeError(f"A model name must be a string, got {name!r}.")
     if name not in _MODELS:
@@ -50,11 +51,6 @@ def _lookup(name: str) -> tuple:
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"Unknown model {name!r}.{hint} See keras_hyper.applications.list_models().")
     return _MODELS[name]
-
-
-def lookup(name: str) -> tuple:
-    """`(Architecture, Variant)` of a registered model name; unknown names raise with suggestions."""
-    return _lookup(name)
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list:
@@ -69,7 +65,7 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list:
 def model_info(name: str) -> ModelInfo:
     """The `ModelInfo` of a registered model (a `name.tag` gives the tag's input size and crop)."""
     model_name, _, tag = name.partition(".") if isinstance(name, str) else (name, "", "")
-    arch, variant = _lookup(model_name)
+    arch, variant = lookup(model_name)
     input_size, crop_pct = variant.input_size, variant.crop_pct
     if tag:
         entry = weights_lib.entry(model_name, tag)

@@ -14,6 +14,7 @@ import hashlib
 import importlib.resources
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -114,11 +115,18 @@ def load_file(model, path, *, arch=None) -> None:
         raise FileNotFoundError(f"Weights file '{path}' does not exist.")
     if suffix == ".weights.h5":
         try:
-            model.load_weights(str(path))
+            # Keras only warns when it skips part of a file and leaves those variables as initialised; here
+            # that is an error, since a half-loaded model looks loaded.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model.load_weights(str(path))
+            skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+            if skipped:
+                raise ValueError("; ".join(skipped))
         except Exception as err:  # keras raises several types for a structure mismatch
             raise ValueError(
-                f"Weights file '{path}' does not fit model '{model.name}': {err}. A .weights.h5 file loads only into "
-                "a model built with the same arguments; use keras_hyper.applications.load(...) to drop or "
+                f"Weights file '{path}' does not fit model '{model.name}': {err}. A .weights.h5 file loads only "
+                "into a model built with the same arguments; use keras_hyper.applications.load(...) to drop or "
                 "re-initialise the head."
             ) from err
     elif suffix == ".keras":
