@@ -73,9 +73,18 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
                 "channels. Build without weights, or convert the images to RGB."
             )
 
-    model = arch.builder(**builder_kwargs)
     if weights is None:
+        return arch.builder(**builder_kwargs)
+    if path is not None and path.name.endswith(".weights.h5"):
+        if reset_head or not include_top:
+            raise ValueError(
+                f"A .weights.h5 file ('{path}') loads only into a model of its own structure; to drop or reset the "
+                "head, load the model it came from and save it as .keras, then pass that file."
+            )
+        model = arch.builder(**builder_kwargs)
+        weights_lib.load_file(model, path)
         return model
+
     arch_kwargs = {k: v for k, v in builder_kwargs.items() if k not in APP_ARGS}
 
     def build_full(num_classes):
@@ -83,19 +92,12 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
             **arch_kwargs, num_classes=num_classes, classifier_activation=None, input_shape=(None, None, 3)
         )
 
+    # `full` is the pretrained model with its own head; the requested model takes its weights by layer name.
     if entry is not None and entry.kind == "native":
         full = build_full(entry.num_classes)
         weights_lib.load_file(full, weights_lib.resolve(entry, progress))
     elif entry is not None:
         full = weights_lib.converted(weights_lib.resolve(entry, progress), arch, build_full, arch_kwargs, progress)
-    elif path.name.endswith(".weights.h5"):
-        if reset_head or not include_top:
-            raise ValueError(
-                f"A .weights.h5 file ('{path}') loads only into a model of its own structure; to drop or reset the "
-                "head, load the model it came from and save it as .keras, then pass that file."
-            )
-        weights_lib.load_file(model, path)
-        return model
     elif path.name.endswith(".keras"):
         full = keras.saving.load_model(str(path), compile=False)
     else:
@@ -103,12 +105,14 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
 
     if include_top and not reset_head and entry is None:
         pretrained = full.get_layer(arch.classifier).units
-        if builder_kwargs.get("num_classes", 1000) != pretrained:
+        # A file's head sets the default, as a tag's does.
+        num_classes = builder_kwargs.setdefault("num_classes", pretrained)
+        if num_classes != pretrained:
             raise ValueError(
-                f"num_classes={builder_kwargs.get('num_classes', 1000)} does not match the {pretrained}-class head of "
-                f"'{path}'. Pass num_classes={pretrained}, include_top=False to drop the head, or reset_head=True "
-                "to re-initialise it."
+                f"num_classes={num_classes} does not match the {pretrained}-class head of '{path}'. Pass "
+                f"num_classes={pretrained}, include_top=False to drop the head, or reset_head=True to re-initialise it."
             )
+    model = arch.builder(**builder_kwargs)
     weights_lib.transfer(full, model, skip=(arch.classifier,) if reset_head else ())
     return model
 

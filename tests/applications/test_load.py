@@ -197,5 +197,11 @@ def test_local_files(tmp_path):
         applications.load("inceptionnext_atto", weights=str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match="expected a file ending"):
         weights_lib.load_file(model, tmp_path / "m.onnx")
+    # the file's head sets the default number of classes; an explicit other number is refused
+    assert applications.load(
+        "inceptionnext_atto", weights=str(tmp_path / "m.keras"), input_shape=(32, 32, 3)
+    ).output_shape == (None, 3)
     with pytest.raises(ValueError, match="3-class head"):
-        applications.load("inceptionnext_atto", weights=str(tmp_path / "m.keras"), input_shape=(32, 32, 3))
+        applications.load(
+            "inceptionnext_atto", weights=str(tmp_path / "m.keras"), num_classes=5, input_shape=(32, 32, 3)
+        )
