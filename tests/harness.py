@@ -168,6 +168,26 @@ def test_variant_parameter_count(arch, variant):
     assert applications.model_info(variant.name).num_params == variant.num_params
 
 
+FUSED_ARCHS = [a for a in ARCHS if a.reparameterize]
+
+
+@pytest.mark.parametrize("arch", FUSED_ARCHS, ids=[a.name for a in FUSED_ARCHS])
+def test_reparameterize_keeps_outputs(arch):
+    model = tiny(arch, classifier_activation=None)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # non-trivial statistics, so that a wrong fold shows
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for weight in layer.weights:
+                low = 0.5 if weight is layer.moving_variance else -0.5
+                weight.assign(rng.uniform(low, 1.5, weight.shape).astype("float32"))
+    fused = arch.reparameterize(model)
+    x = sample(arch)
+    expected = to_numpy(model(x))
+    np.testing.assert_allclose(to_numpy(fused(x)), expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in fused.layers)
+    assert fused.count_params() < model.count_params()
+
+
 REFERENCE_ARCHS = [a for a in ARCHS if a.fixture]
 
 

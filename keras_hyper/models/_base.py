@@ -47,7 +47,8 @@ class Architecture:
     `num_classes` changes; `classifier_key` the official state-dict key of its weight (shape
     `(num_classes, features)`); `tiny` a small configuration (builder kwargs) that the harness trains and
     exports, and the configuration of every case in `fixture`, the folder under `shared/reference/` holding
-    the official implementation's outputs.
+    the official implementation's outputs; `reparameterize(model) -> model`, where there is one, is the
+    inference-time fusion (equal outputs, fewer layers).
     """
 
     name: str
@@ -65,6 +66,7 @@ class Architecture:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     interpolation: str = "bicubic"
+    reparameterize: Optional[Callable] = None
 
 
 def validate_head(include_top, pooling, num_classes, classifier_activation):

@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DropPath, InceptionDepthwiseConv2D, LayerScale
-from keras_hyper.models import _base
+from keras_hyper.models import _base, _fusion
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
@@ -166,6 +166,13 @@ def convert_inceptionnext(state_dict, model):
     m.finish()
 
 
+def reparameterize(model):
+    """The inference model: every BatchNormalization (stem, downsampling, blocks) folded into the convolution
+    or Dense beside it. Returns a new model with the same outputs (up to float rounding) and layer names; keep
+    the original for training."""
+    return _fusion.fold_batch_norms(model)
+
+
 _PAPER = _base.Paper("InceptionNeXt: When Inception Meets ConvNeXt", "2303.16900", 14)
 
 VARIANTS = (
@@ -212,6 +219,7 @@ ARCH = _base.Architecture(
     classifier_key="head.fc2.weight",
     tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), band_kernel_size=7, branch_ratio=0.25, num_classes=10),
     fixture="inceptionnext",
+    reparameterize=reparameterize,
 )
 
 InceptionNeXtAtto = _base.variant_builder("InceptionNeXtAtto", "inceptionnext_atto")

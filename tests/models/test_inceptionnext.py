@@ -151,3 +151,13 @@ def test_generic_builder_converts_a_checkpoint_file(atto_checkpoint):
         **atto.kwargs, weights=str(path), input_shape=(96, 96, 3), classifier_activation=None
     )
     assert np.max(np.abs(to_numpy(model(x)) - logits)) <= tolerance(logits)
+
+
+def test_reparameterized_atto_still_matches_timm(atto_checkpoint):
+    path, (x, logits, _) = atto_checkpoint
+    model = applications.load(
+        "inceptionnext_atto", weights=str(path), input_shape=(96, 96, 3), classifier_activation=None
+    )
+    fused = inceptionnext.reparameterize(model)
+    assert np.max(np.abs(to_numpy(fused(x)) - logits)) <= tolerance(logits)
+    assert len(fused.layers) < len(model.layers)
