@@ -1,6 +1,7 @@
 """InceptionNeXt against timm (the reference implementation on PyPI), converted on the fly, and the
 applications-level conversion path (file -> converted cache -> model)."""
 
+import keras
 import numpy as np
 import pytest
 from testutil import to_numpy
@@ -161,3 +162,14 @@ def test_reparameterized_atto_still_matches_timm(atto_checkpoint):
     fused = inceptionnext.reparameterize(model)
     assert np.max(np.abs(to_numpy(fused(x)) - logits)) <= tolerance(logits)
     assert len(fused.layers) < len(model.layers)
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="the harness exports in-process under TensorFlow")
+def test_litert_export_from_this_backend(tmp_path):
+    """Under JAX and torch the export goes through the TensorFlow-backend worker; the file must still match."""
+    from keras_hyper.export import export_litert
+
+    model = inceptionnext.inceptionnext(**inceptionnext.ARCH.tiny, input_shape=(32, 32, 3))
+    report = export_litert(model, tmp_path / "tiny.tflite")
+    assert report.backend == keras.backend.backend()
+    assert report.max_abs_diff <= 1e-4 and report.bytes > 0
