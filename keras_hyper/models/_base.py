@@ -120,11 +120,9 @@ def image_input(input_tensor, input_shape, *, default_size, min_size, name="inpu
             raise ValueError(f"Input height and width must be at least {min_size}, got input_shape={input_shape!r}.")
     if input_tensor is not None:
         if keras.utils.is_keras_tensor(input_tensor):
-            return input_tensor, input_tensor
-        inputs = keras.Input(tensor=input_tensor, name=name)
-        return inputs, inputs
-    inputs = keras.Input(shape=input_shape, name=name)
-    return inputs, inputs
+            return input_tensor
+        return keras.Input(tensor=input_tensor, name=name)
+    return keras.Input(shape=input_shape, name=name)
 
 
 def preprocessing(x, mean, std, name="preprocessing"):

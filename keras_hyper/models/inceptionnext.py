@@ -101,7 +101,7 @@ def inceptionnext(
         square_kernel_size=square_kernel_size, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio
     )
 
-    inputs, x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
+    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
     x = keras.layers.Conv2D(dims[0], 4, strides=4, kernel_initializer=_dense_init(), name="stem-0")(x)

@@ -62,6 +62,12 @@ def test_contradictory_arguments():
         applications.load("inceptionnext_atto", classifier_activation="nonsense")
 
 
+def test_input_tensor_is_the_model_input():
+    tensor = keras.Input((48, 40, 3))
+    model = applications.load("inceptionnext_atto", input_tensor=tensor, include_top=False, pooling="avg")
+    assert model.inputs[0] is tensor and model.output_shape == (None, 320)
+
+
 def test_variant_builder_is_load():
     model = models.InceptionNeXtAtto(num_classes=3, input_shape=(32, 32, 3), include_preprocessing=True)
     assert model.name == "inceptionnext_atto" and model.output_shape == (None, 3)
