@@ -36,21 +36,22 @@ def _plan(model):
     """`{bn_name: (side, linear_layer)}`: side 'output' folds into the layer before, 'input' into the one after."""
     plan, taken = {}, set()
     for bn in model.layers:
-        if not isinstance(bn, keras.layers.BatchNormalization) or bn.axis not in (-1, [-1], len(bn.input.shape) - 1):
+        if not isinstance(bn, keras.layers.BatchNormalization) or bn.axis not in (-1, len(bn.input.shape) - 1):
             continue
         producers = [node.operation for node in bn._inbound_nodes[0].parent_nodes]
         consumers = [node.operation for node in bn._outbound_nodes]
         before = producers[0] if len(producers) == 1 else None
         after = consumers[0] if len(consumers) == 1 else None
-        if isinstance(before, LINEAR) and type(before) in (keras.layers.Conv2D, keras.layers.Dense):
-            if (
-                len(before._outbound_nodes) == 1
-                and before.name not in taken
-                and before.activation is keras.activations.linear
-            ):
-                plan[bn.name] = ("output", before)
-                taken.add(before.name)
-                continue
+        # exact types: a subclass may compute something other than a plain affine map
+        if (
+            type(before) in LINEAR
+            and len(before._outbound_nodes) == 1
+            and before.name not in taken
+            and before.activation is keras.activations.linear
+        ):
+            plan[bn.name] = ("output", before)
+            taken.add(before.name)
+            continue
         if after is not None and _foldable_into_input(after) and after.name not in taken:
             plan[bn.name] = ("input", after)
             taken.add(after.name)
