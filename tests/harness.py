@@ -19,7 +19,9 @@ from keras_hyper import applications
 from keras_hyper.applications import registry
 from keras_hyper.convert import reference
 
-ARCHS = registry.architectures()
+# KERAS_HYPER_TEST_ARCHS=a,b restricts the harness to those architectures while one is being developed.
+ONLY = [name for name in os.environ.get("KERAS_HYPER_TEST_ARCHS", "").split(",") if name]
+ARCHS = [a for a in registry.architectures() if not ONLY or a.name in ONLY]
 ARCH_IDS = [a.name for a in ARCHS]
 VARIANTS = [(a, v) for a in ARCHS for v in a.variants]
 BACKEND = keras.backend.backend()

@@ -1,7 +1,7 @@
 """Weights tags and weight files: the manifest, loading files of every supported format into a model, the
 conversion cache, and moving weights between models that differ only in their head.
 
-A tag is `model.tag` in `keras_hyper/weights/manifest.json`:
+A tag is `model.tag` in `keras_hyper/weights/manifests/<architecture>.json`:
 `{model, tag, kind: "native" | "convert", url, sha256, bytes, format, license, source, num_classes,
 input_size, crop_pct, labels, metrics}`. A `native` tag is a `.weights.h5` file of a keras-hyper model (a
 relative `url` is a file shipped in the package); a `convert` tag is an official checkpoint that is converted
@@ -57,13 +57,18 @@ class WeightsEntry:
 @functools.lru_cache(maxsize=None)
 def manifest() -> dict:
     """Every registered weights tag, `{"model.tag": WeightsEntry}`."""
-    raw = json.loads(importlib.resources.files("keras_hyper.weights").joinpath("manifest.json").read_text())
     entries = {}
-    for key, fields in raw.items():
-        entry = WeightsEntry(**fields)
-        if key != entry.name or entry.kind not in ("native", "convert"):
-            raise ValueError(f"Malformed manifest entry {key!r}: {fields}")
-        entries[key] = entry
+    folder = importlib.resources.files("keras_hyper.weights").joinpath("manifests")
+    for part in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not part.name.endswith(".json"):
+            continue
+        for key, fields in json.loads(part.read_text()).items():
+            entry = WeightsEntry(**fields)
+            if key != entry.name or entry.kind not in ("native", "convert"):
+                raise ValueError(f"Malformed manifest entry {key!r} in {part.name}: {fields}")
+            if key in entries:
+                raise ValueError(f"Weights tag {key!r} is declared twice (again in {part.name}).")
+            entries[key] = entry
     return entries
 
 

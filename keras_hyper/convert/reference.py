@@ -32,27 +32,50 @@ def tolerance(reference):
     return 1e-4 * max(1.0, float(np.max(np.abs(reference))))
 
 
-def check(arch, folder) -> list:
-    """Converts every case of `folder` into `arch.builder(**arch.tiny)` and compares outputs (NCHW input
-    transposed to channels last); returns one `CaseResult` per case."""
+def cases(arch, folder) -> list:
+    """The whole-model case files of `arch` in `folder` (all `*.npz`, or those named by `arch.fixture_cases`)."""
     folder = Path(folder)
-    cases = sorted(folder.glob("*.npz"))
-    if not cases:
+    found = sorted(folder.glob("*.npz"))
+    if arch.fixture_cases is not None:
+        stems = {case.stem for case in found}
+        missing = sorted(set(arch.fixture_cases) - stems)
+        if missing:
+            raise FileNotFoundError(f"Reference cases {missing} of {arch.name!r} are not in {folder}.")
+        found = [case for case in found if case.stem in arch.fixture_cases]
+    if not found:
         raise FileNotFoundError(f"No reference cases (*.npz) in {folder}.")
+    return found
+
+
+def check(arch, folder) -> list:
+    """Converts every case of `folder` into the architecture's model and compares outputs (NCHW input
+    transposed to channels last); returns one `CaseResult` per case.
+
+    A case that records `output_deploy` (the official re-parameterised model's output) is also checked
+    through `arch.reparameterize`, as `<case>:deploy`.
+    """
     results = []
-    for case in cases:
+    for case in cases(arch, folder):
         meta = json.loads(case.with_suffix(".json").read_text())
         if meta.get("layout", "NCHW") != "NCHW":
             raise ValueError(f"{case}: unsupported input layout {meta['layout']!r}.")
         data = np.load(case)
         _, channels, *spatial = meta["input_shape"]
+        kwargs = arch.fixture_kwargs(meta) if arch.fixture_kwargs else arch.tiny
         model = arch.builder(
-            **{**arch.tiny, "num_classes": meta["output_shape"][-1]},
+            **{**kwargs, "num_classes": meta["output_shape"][-1]},
             input_shape=(*spatial, channels),
             classifier_activation=None,
         )
         arch.convert(read_checkpoint(case, prefix="sd/"), model)
-        out = keras.ops.convert_to_numpy(model(np.transpose(data["input"], (0, 2, 3, 1))))
+        x = np.transpose(data["input"], (0, 2, 3, 1))
         ref = data["output"]
+        out = keras.ops.convert_to_numpy(model(x))
         results.append(CaseResult(case.stem, float(np.max(np.abs(out - ref))), tolerance(ref)))
+        if "output_deploy" in data.files:
+            if arch.reparameterize is None:
+                raise ValueError(f"{case} records output_deploy but {arch.name!r} declares no reparameterize.")
+            ref = data["output_deploy"]
+            out = keras.ops.convert_to_numpy(arch.reparameterize(model)(x))
+            results.append(CaseResult(f"{case.stem}:deploy", float(np.max(np.abs(out - ref))), tolerance(ref)))
     return results

@@ -1,6 +1,7 @@
 """Architectures: one module each, with its builder, named variants and official-checkpoint converter."""
 
 from keras_hyper.models import inceptionnext
+from keras_hyper.models._fusion import reparameterize
 from keras_hyper.models.inceptionnext import (
     InceptionNeXtAtto,
     InceptionNeXtBase,
@@ -16,4 +17,5 @@ __all__ = [
     "InceptionNeXtBase",
     "InceptionNeXtSmall",
     "InceptionNeXtTiny",
+    "reparameterize",
 ]

@@ -49,6 +49,11 @@ class Architecture:
     exports, and the configuration of every case in `fixture`, the folder under `shared/reference/` holding
     the official implementation's outputs; `reparameterize(model) -> model`, where there is one, is the
     inference-time fusion (equal outputs, fewer layers).
+
+    `fixture_kwargs(meta)`, where given, maps a fixture case's JSON (its `kwargs` are the official
+    constructor's) to builder kwargs; without it every case uses `tiny`. `fixture_cases` names the cases
+    (file stems) that are whole-model cases, checked by `keras_hyper.convert.reference.check`; None means all.
+    Layer-level cases are the architecture's own tests' business.
     """
 
     name: str
@@ -67,6 +72,8 @@ class Architecture:
     std: tuple = IMAGENET_STD
     interpolation: str = "bicubic"
     reparameterize: Optional[Callable] = None
+    fixture_kwargs: Optional[Callable] = None
+    fixture_cases: Optional[tuple] = None
 
 
 def validate_head(include_top, pooling, num_classes, classifier_activation):

@@ -10,7 +10,7 @@ a new model and leaves the original untouched.
 import keras
 import numpy as np
 
-LINEAR = (keras.layers.Conv2D, keras.layers.Dense)
+LINEAR = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
 
 
 def _affine(bn):
@@ -86,6 +86,8 @@ def fold_batch_norms(model):
 
 
 def _fold(linear, bn, side):
+    if isinstance(linear, keras.layers.DepthwiseConv2D):
+        return _fold_depthwise(linear, bn)
     kernel = np.asarray(keras.ops.convert_to_numpy(linear.kernel), "float64")
     bias = (
         np.asarray(keras.ops.convert_to_numpy(linear.bias), "float64")
@@ -101,3 +103,47 @@ def _fold(linear, bn, side):
         kernel = kernel * s[:, None]
     dtype = linear.kernel.dtype
     return [kernel.astype(dtype), bias.astype(dtype)]
+
+
+def _fold_depthwise(linear, bn):
+    """Output-side fold into a DepthwiseConv2D, whose kernel is `(kh, kw, C, multiplier)` and output channel
+    `c * multiplier + m`."""
+    kernel = np.asarray(keras.ops.convert_to_numpy(linear.kernel), "float64")
+    channels, multiplier = kernel.shape[-2:]
+    bias = (
+        np.asarray(keras.ops.convert_to_numpy(linear.bias), "float64")
+        if linear.use_bias
+        else np.zeros(channels * multiplier)
+    )
+    s, t = _affine(bn)
+    kernel = kernel * s.reshape(channels, multiplier)
+    dtype = linear.kernel.dtype
+    return [kernel.astype(dtype), (bias * s + t).astype(dtype)]
+
+
+def fuse_layers(model):
+    """Returns a copy of `model` in which every layer that offers `fuse()` is replaced by what it returns: a
+    new, built layer with its weights set that computes the same function at inference (e.g. the parallel
+    dilated branches of a re-parameterisable block merged into one kernel). Other layers keep names and
+    weights."""
+
+    def clone(layer):
+        if hasattr(layer, "fuse"):
+            fused = layer.fuse()
+            if not fused.built:
+                raise ValueError(f"{type(layer).__name__}.fuse() of layer {layer.name!r} returned an unbuilt layer.")
+            return fused
+        return layer.__class__.from_config(layer.get_config())
+
+    fused = keras.models.clone_model(model, clone_function=clone)
+    for layer in fused.layers:
+        source = model.get_layer(layer.name)
+        if not hasattr(source, "fuse") and layer.weights:
+            layer.set_weights(source.get_weights())
+    return fused
+
+
+def reparameterize(model):
+    """The generic inference form of a functional model: `fuse_layers`, then `fold_batch_norms`. Outputs equal
+    the original's up to float rounding; the original is left untouched for training."""
+    return fold_batch_norms(fuse_layers(model))

@@ -1,1 +1,2 @@
-"""Data package: `manifest.json` (every weights tag) and the weight files keras-hyper trains and ships."""
+"""Data package: `manifests/<architecture>.json` (every weights tag, one file per architecture) and the
+weight files keras-hyper trains and ships."""
