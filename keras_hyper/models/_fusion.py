@@ -10,7 +10,9 @@ a new model and leaves the original untouched.
 import keras
 import numpy as np
 
-LINEAR = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
+from keras_hyper.layers.conv import DepthwiseConv2D
+
+LINEAR = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D, DepthwiseConv2D)
 
 
 def _affine(bn):
@@ -76,12 +78,11 @@ def fold_batch_norms(model):
 
     fused = keras.models.clone_model(model, clone_function=clone, call_function=call)
     for layer in fused.layers:
-        source = model.get_layer(layer.name)
         if layer.name in targets:
             bn_name, side = targets[layer.name]
-            layer.set_weights(_fold(source, model.get_layer(bn_name), side))
-        elif layer.weights:
-            layer.set_weights(source.get_weights())
+            layer.set_weights(_fold(model.get_layer(layer.name), model.get_layer(bn_name), side))
+        elif layer.weights:  # weightless layers (inputs among them) may be renamed by cloning
+            layer.set_weights(model.get_layer(layer.name).get_weights())
     return fused
 
 
@@ -137,9 +138,8 @@ def fuse_layers(model):
 
     fused = keras.models.clone_model(model, clone_function=clone)
     for layer in fused.layers:
-        source = model.get_layer(layer.name)
-        if not hasattr(source, "fuse") and layer.weights:
-            layer.set_weights(source.get_weights())
+        if layer.weights and not hasattr(model.get_layer(layer.name), "fuse"):
+            layer.set_weights(model.get_layer(layer.name).get_weights())
     return fused
 
 

@@ -5,38 +5,47 @@ import numpy as np
 import pytest
 from testutil import to_numpy
 
+from keras_hyper import layers as hyper_layers
 from keras_hyper import ops as hyper_ops
 
 
-def _numpy_depthwise(x, kernel, padding):
+def _numpy_depthwise(x, kernel, padding, dilation=1):
     kh, kw = kernel.shape[:2]
+    ph, pw = dilation * (kh // 2), dilation * (kw // 2)
     if padding == "same":
-        x = np.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
-    height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+        x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    height, width = x.shape[1] - dilation * (kh - 1), x.shape[2] - dilation * (kw - 1)
     out = np.zeros((x.shape[0], height, width, x.shape[3]), "float64")
     for i in range(kh):
         for j in range(kw):
-            out += x[:, i : i + height, j : j + width, :] * kernel[i, j, :, 0]
+            rows, cols = slice(i * dilation, i * dilation + height), slice(j * dilation, j * dilation + width)
+            out += x[:, rows, cols, :] * kernel[i, j, :, 0]
     return out
 
 
-@pytest.mark.parametrize("shape", [(3, 3), (1, 11), (11, 1), (5, 7), (9, 9), (13, 13)])
+# (9, 9) and (13, 13) lie on either side of the JAX shifted-sum / FFT switch (MAX_TAPS)
+@pytest.mark.parametrize("shape", [(3, 3), (1, 11), (11, 1), (5, 7), (9, 9), (13, 13), (3, 31)])
 @pytest.mark.parametrize("padding", ["same", "valid"])
-def test_matches_numpy(shape, padding):
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_matches_numpy(shape, padding, dilation):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(2, 15, 17, 6)).astype("float32")
+    x = rng.normal(size=(2, 29, 31, 6)).astype("float32")
     kernel = rng.normal(size=(*shape, 6, 1)).astype("float32")
-    out = to_numpy(hyper_ops.depthwise_conv2d(x, kernel, padding=padding))
-    np.testing.assert_allclose(out, _numpy_depthwise(x, kernel, padding), atol=2e-5)
+    if dilation * (max(shape) - 1) >= 29:
+        pytest.skip("dilated kernel larger than the input")
+    out = to_numpy(hyper_ops.depthwise_conv2d(x, kernel, padding=padding, dilation=dilation))
+    expected = _numpy_depthwise(x, kernel, padding, dilation)
+    np.testing.assert_allclose(out, expected, atol=2e-5 * max(1.0, np.abs(expected).max()))
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the shifted-sum fast path exists on JAX only")
-def test_jax_fast_path_gradients_match_xla_convolution():
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the fast paths exist on JAX only")
+@pytest.mark.parametrize("shape", [(3, 5), (9, 11)], ids=["shifted-sum", "fft"])
+def test_jax_fast_path_gradients_match_xla_convolution(shape):
     import jax
 
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(2, 9, 9, 4)).astype("float32")
-    kernel = rng.normal(size=(3, 5, 4, 1)).astype("float32")
+    x = rng.normal(size=(2, 13, 13, 4)).astype("float32")
+    kernel = rng.normal(size=(*shape, 4, 1)).astype("float32")
 
     def loss(fn):
         return jax.grad(lambda t, k: (fn(t, k) ** 2).sum(), argnums=(0, 1))(x, kernel)
@@ -53,3 +62,25 @@ def test_rejects_bad_arguments():
         hyper_ops.depthwise_conv2d(x, np.zeros((2, 2, 2, 1), "float32"))
     with pytest.raises(ValueError, match="padding"):
         hyper_ops.depthwise_conv2d(x, np.zeros((3, 3, 2, 1), "float32"), padding="causal")
+    with pytest.raises(ValueError, match="dilation must be a positive integer, got 0"):
+        hyper_ops.depthwise_conv2d(x, np.zeros((3, 3, 2, 1), "float32"), dilation=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=13, padding="same"),
+        dict(kernel_size=3, padding="same", dilation_rate=3, use_bias=False),
+        dict(kernel_size=(3, 5), padding="valid"),
+        dict(kernel_size=3, padding="same", strides=2),  # falls back to Keras
+        dict(kernel_size=3, padding="same", depth_multiplier=2),  # falls back to Keras
+    ],
+)
+def test_depthwise_layer_equals_keras_layer(kwargs):
+    x = np.random.default_rng(2).normal(size=(2, 16, 16, 4)).astype("float32")
+    ours = hyper_layers.DepthwiseConv2D(**kwargs, bias_initializer="random_normal")
+    ours.build(x.shape)
+    theirs = keras.layers.DepthwiseConv2D.from_config(ours.get_config())
+    theirs.build(x.shape)
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(theirs(x)), atol=1e-4)
