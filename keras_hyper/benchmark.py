@@ -42,6 +42,7 @@ import keras
 import numpy as np
 
 from keras_hyper import applications
+from keras_hyper.applications import registry
 
 # Row key and columns of the Speed table in a model card; `write_card` rewrites rows in this layout.
 KEY = ("model", "backend", "batch", "size")
@@ -74,7 +75,9 @@ INTRO = (
 )
 
 
-def benchmark(name, *, batch=8, size=224, train=True, vs_timm=False, warmup=2, iters=10, weights=None, log=None):
+def benchmark(
+    name, *, batch=8, size=224, train=True, vs_timm=False, warmup=2, iters=10, weights=None, fused=False, log=None
+):
     """Measures inference and train-step speed and peak memory of a registered model.
 
     Args:
@@ -85,6 +88,8 @@ def benchmark(name, *, batch=8, size=224, train=True, vs_timm=False, warmup=2, i
         warmup: untimed runs before timing each measurement.
         iters: timed runs; the median is reported.
         weights: as `keras_hyper.applications.load`; random initialisation by default.
+        fused: time inference on the architecture's `reparameterize`d model (the deploy form: re-parameterised
+            branches merged, BatchNorm folded); the train step always runs the training form.
         log: called with a short progress message before each phase (e.g. `print`).
 
     Returns:
@@ -100,6 +105,9 @@ def benchmark(name, *, batch=8, size=224, train=True, vs_timm=False, warmup=2, i
     info = applications.model_info(name)
     if vs_timm and not info.timm_name:
         raise ValueError(f"{info.name} has no timm counterpart (its timm_name is not set); run without vs_timm.")
+    reparameterize = registry.lookup(info.name)[0].reparameterize
+    if fused and reparameterize is None:
+        raise ValueError(f"{info.name} has no inference fusion (its architecture declares no reparameterize).")
     log = log or (lambda message: None)
     backend = keras.backend.backend()
     result = dict(
@@ -108,6 +116,7 @@ def benchmark(name, *, batch=8, size=224, train=True, vs_timm=False, warmup=2, i
         batch=batch,
         size=size,
         weights=weights,
+        fused=fused,
         warmup=warmup,
         iters=iters,
         cpus=os.cpu_count(),
@@ -120,7 +129,18 @@ def benchmark(name, *, batch=8, size=224, train=True, vs_timm=False, warmup=2, i
 
     before = _cpu_counters()
     log(f"keras-hyper {name} on {backend}: batch {batch}, {size}x{size}")
-    result.update(_measure_keras(name, x, rng, train=train, warmup=warmup, iters=iters, weights=weights))
+    result.update(
+        _measure_keras(
+            name,
+            x,
+            rng,
+            train=train,
+            warmup=warmup,
+            iters=iters,
+            weights=weights,
+            fuse=reparameterize if fused else None,
+        )
+    )
     gc.collect()
     if vs_timm:
         log(f"timm {info.timm_name}")
@@ -134,10 +154,11 @@ def benchmark(name, *, batch=8, size=224, train=True, vs_timm=False, warmup=2, i
     return result
 
 
-def _measure_keras(name, x, rng, *, train, warmup, iters, weights):
+def _measure_keras(name, x, rng, *, train, warmup, iters, weights, fuse):
     base = _start_peak()
     model = applications.load(name, weights=weights, input_shape=x.shape[1:])
-    infer = _median_time(lambda: model.predict_on_batch(x), warmup, iters)
+    deployed = fuse(model) if fuse else model
+    infer = _median_time(lambda: deployed.predict_on_batch(x), warmup, iters)
     figures = _rates("infer", infer, len(x))
     if train:
         y = rng.integers(0, model.output_shape[-1], size=len(x))
@@ -271,6 +292,8 @@ def _command(result, *, train, vs_timm):
     parts.append(f"--batch {result['batch']} --size {result['size']}")
     if result["weights"] is not None:
         parts.append(f"--weights {result['weights']}")
+    if result["fused"]:
+        parts.append("--fused")
     if result["warmup"] != 2:
         parts.append(f"--warmup {result['warmup']}")
     if result["iters"] != 10:
@@ -303,8 +326,9 @@ def format_report(result):
             return f"{_fmt(result[prefix + key])} ({_fmt(result[prefix + 'base_rss_mb'])})"
         return _fmt(result[prefix + key])
 
+    form = " (fused)" if result.get("fused") else ""
     lines = [
-        f"{result['model']} on {result['backend']}: batch {result['batch']}, {result['size']}x{result['size']}, "
+        f"{result['model']}{form} on {result['backend']}: batch {result['batch']}, {result['size']}x{result['size']}, "
         f"{result['cpus']} CPUs, median of {result['iters']} runs after {result['warmup']} warm-up; other "
         f"processes kept {_others(result['other_cpus'])} CPUs busy on average; glibc malloc thresholds "
         + ("fixed" if result["malloc_pinned"] else "not fixed (not glibc)"),
@@ -358,7 +382,9 @@ def write_card(result, card_path):
         raise FileNotFoundError(f"Model card '{path}' does not exist; write the card before recording speed in it.")
     lines = path.read_text().splitlines()
     titles = [title for _, title in COLUMNS]
-    new_row = _row([_cell(key, result[key]) for key, _ in COLUMNS])
+    # a fused run is its own row: the model cell names the form
+    cells = {**result, "model": f"{result['model']} (fused)" if result.get("fused") else result["model"]}
+    new_row = _row([_cell(key, cells[key]) for key, _ in COLUMNS])
     table = [_row(titles), _row(["---"] * len(COLUMNS)), new_row]
 
     start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)

@@ -108,6 +108,7 @@ def _parser():
     sub.add_argument("--iters", type=_positive, default=10, help="timed runs; the median counts (default 10)")
     sub.add_argument("--warmup", type=_non_negative, default=2, help="untimed runs first (default 2)")
     sub.add_argument("--weights", help="weights to load (default: random weights)")
+    sub.add_argument("--fused", action="store_true", help="time inference on the re-parameterised (deploy) model")
     sub.add_argument("--write-card", action="store_true", help="record the result in the model card zoo/<arch>.md")
     sub.add_argument("--card", help="the model card to record the result in (implies --write-card)")
 
@@ -328,6 +329,7 @@ def _benchmark(args):
         warmup=args.warmup,
         iters=args.iters,
         weights=args.weights,
+        fused=args.fused,
         log=lambda message: print(message, file=sys.stderr, flush=True),
     )
     print(bench.format_report(result))

@@ -68,6 +68,29 @@ def test_vs_timm_needs_a_timm_name(monkeypatch):
         bench.benchmark(orphan.name, batch=1, size=64, vs_timm=True)
 
 
+def test_fused_times_the_reparameterized_model():
+    result = bench.benchmark("inceptionnext_atto", batch=1, size=64, warmup=0, iters=1, train=False, fused=True)
+    assert result["fused"] and result["infer_img_s"] > 0
+    assert " --fused" in result["command"] and result["command"].endswith("--no-train")
+    assert "inceptionnext_atto (fused) on" in bench.format_report(result)
+
+
+def test_fused_needs_a_reparameterize(monkeypatch):
+    arch, variant = registry.lookup("inceptionnext_atto")
+    monkeypatch.setitem(registry._MODELS, variant.name, (dataclasses.replace(arch, reparameterize=None), variant))
+    with pytest.raises(ValueError, match="inceptionnext_atto has no inference fusion"):
+        bench.benchmark(variant.name, batch=1, size=64, fused=True)
+
+
+def test_write_card_keeps_fused_rows_apart(tmp_path):
+    card = tmp_path / "inceptionnext.md"
+    card.write_text(CARD_HEAD + speed_section(row("inceptionnext_tiny", "jax", 8, 224, "1.0")) + CARD_TAIL)
+    bench.write_card(fake_result(fused=True, infer_img_s=12.0), card)
+    text = card.read_text()
+    assert row("inceptionnext_tiny", "jax", 8, 224, "1.0") in text
+    assert "| inceptionnext_tiny (fused) | jax | 8 | 224 | 12.0 |" in text
+
+
 @pytest.mark.parametrize("kwargs", [dict(batch=0), dict(size=-1), dict(iters=0), dict(warmup=-1), dict(batch=2.0)])
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError, match="must be an integer"):
@@ -82,6 +105,7 @@ def fake_result(**overrides):
         batch=8,
         size=224,
         weights=None,
+        fused=False,
         warmup=2,
         iters=10,
         cpus=2,
