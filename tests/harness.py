@@ -134,7 +134,12 @@ def test_dynamic_input_size(arch):
     assert to_numpy(model(np.zeros((1, size, size + 8, 3), "float32"))).shape[0] == 1
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+# JAX, whose run is the longest (every new dtype recompiles), checks bfloat16, its native mixed type; the
+# TensorFlow and torch runs check both.
+POLICIES = ["mixed_bfloat16"] if BACKEND == "jax" else ["mixed_float16", "mixed_bfloat16"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
 def test_mixed_precision_forward(arch, policy):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
@@ -187,7 +192,8 @@ def test_reparameterize_keeps_outputs(arch):
     expected = to_numpy(model(x))
     np.testing.assert_allclose(to_numpy(fused(x)), expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in fused.layers)
-    assert fused.count_params() < model.count_params()
+    # merged, not merely copied: fewer layers (parameters may grow: DCLS's dense kernels)
+    assert len(fused.layers) < len(model.layers)
 
 
 REFERENCE_ARCHS = [a for a in ARCHS if a.fixture]

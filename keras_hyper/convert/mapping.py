@@ -6,6 +6,7 @@ Layouts: PyTorch Conv2d kernels are `(out, in, kh, kw)`, Keras `(kh, kw, in, out
 
 import re
 
+import keras
 import numpy as np
 
 
@@ -82,9 +83,10 @@ class StateDictMapper:
         variable.assign(value.astype(variable.dtype))
         self.assigned.add(id(variable))
 
-    def conv2d(self, layer, prefix, depthwise=False):
-        kernel = layer.depthwise_kernel if depthwise else layer.kernel
-        self.assign(kernel, f"{prefix}.weight", depthwise_kernel if depthwise else conv_kernel)
+    def conv2d(self, layer, prefix):
+        """A Conv2D or DepthwiseConv2D (whose PyTorch weight is `(C * multiplier, 1, kh, kw)`) and its bias."""
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+        self.assign(layer.kernel, f"{prefix}.weight", depthwise_kernel if depthwise else conv_kernel)
         if layer.use_bias:
             self.assign(layer.bias, f"{prefix}.bias")
 

@@ -57,8 +57,9 @@ def check(arch, folder) -> list:
     results = []
     for case in cases(arch, folder):
         meta = json.loads(case.with_suffix(".json").read_text())
-        if meta.get("layout", "NCHW") != "NCHW":
-            raise ValueError(f"{case}: unsupported input layout {meta['layout']!r}.")
+        # the layout may carry a description after it, e.g. "NCHW (EuroSAT RGB 64x64)"
+        if meta.get("layout", "NCHW").split()[0] != "NCHW":
+            raise ValueError(f"{case}: unsupported input layout {meta['layout']!r}, expected NCHW.")
         data = np.load(case)
         _, channels, *spatial = meta["input_shape"]
         kwargs = arch.fixture_kwargs(meta) if arch.fixture_kwargs else arch.tiny

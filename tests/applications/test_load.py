@@ -23,7 +23,8 @@ def _cache_files():
 def test_list_models_and_info():
     names = applications.list_models()
     assert {"inceptionnext_atto", "inceptionnext_tiny", "inceptionnext_small", "inceptionnext_base"} <= set(names)
-    assert applications.list_models("*_tiny") == ["inceptionnext_tiny"]
+    assert applications.list_models("inception*_tiny") == ["inceptionnext_tiny"]
+    assert "unireplknet_t" in applications.list_models("unireplknet_*")
     assert "inceptionnext_base.sail_in1k_384" in applications.list_models("inceptionnext_b*", pretrained=True)
     info = applications.model_info("inceptionnext_tiny")
     assert info.num_params == 28_055_680 and info.paper.arxiv == "2303.16900" and info.paper.number == 14
