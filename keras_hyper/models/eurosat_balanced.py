@@ -1,0 +1,230 @@
+"""Balanced multi-task attention CNN for EuroSAT (Vir, "Balanced Multi-Task Attention for Satellite Image
+Classification: A Systematic Approach to Achieving 97.23% Accuracy on EuroSAT Without Pre-Training", 2025,
+arXiv:2510.15527; paper 49 in PAPERS.md; official code virAditya/satellite-image-classification-eurosat,
+`models/balanced_12layer.py`).
+
+A ResNet-style network for 64x64 satellite images: a 3x3 convolution stem (stride 1), four stages of residual
+blocks `relu(shortcut(x) + BalancedAttention(BN(conv3x3(DropBlock(relu(BN(conv3x3(x)))))))` (the first block of
+every stage after the first has stride 2 and a 1x1 convolution + BN shortcut), global average pooling,
+dropout and a linear classifier. `BalancedAttention` mixes coordinate attention and squeeze-excitation with a
+learnt weight `sigmoid(alpha)` per block. Layer names follow the official state dict with '-' for '.'
+(`stage2-0-attention`, `stage2-0-shortcut-0`), so that the converter is a direct map.
+
+Input `(B, H, W, 3)` with H, W >= 8; features `(B, H/8, W/8, widths[-1])`; logits `(B, num_classes)`.
+"""
+
+import keras
+
+from keras_hyper.convert import mapping
+from keras_hyper.layers import BalancedAttention, DropBlock2D
+from keras_hyper.models import _base, _fusion
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
+
+
+def _conv_init():
+    # the official kaiming_normal_(mode="fan_out", nonlinearity="relu")
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+def _conv3x3(x, filters, strides, name):
+    if strides == 1:
+        return keras.layers.Conv2D(
+            filters, 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name=name
+        )(x)
+    # PyTorch pads one pixel on each side; Keras' 'same' would pad only bottom/right for an even size
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}-pad")(x)
+    return keras.layers.Conv2D(filters, 3, strides=strides, use_bias=False, kernel_initializer=_conv_init(), name=name)(
+        x
+    )
+
+
+def _batch_norm(name):
+    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+
+
+def _block(x, prefix, *, filters, strides, drop_prob, block_size, coord_reduction, se_reduction):
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = keras.layers.Conv2D(
+            filters, 1, strides=strides, use_bias=False, kernel_initializer=_conv_init(), name=f"{prefix}-shortcut-0"
+        )(x)
+        shortcut = _batch_norm(f"{prefix}-shortcut-1")(shortcut)
+    x = _conv3x3(x, filters, strides, f"{prefix}-conv1")
+    x = _batch_norm(f"{prefix}-bn1")(x)
+    x = keras.layers.ReLU(name=f"{prefix}-relu1")(x)
+    if drop_prob > 0.0:
+        x = DropBlock2D(drop_prob, block_size=block_size, name=f"{prefix}-dropblock")(x)
+    x = _conv3x3(x, filters, 1, f"{prefix}-conv2")
+    x = _batch_norm(f"{prefix}-bn2")(x)
+    x = BalancedAttention(
+        coord_reduction=coord_reduction,
+        se_reduction=se_reduction,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        name=f"{prefix}-attention",
+    )(x)
+    x = keras.layers.Add(name=f"{prefix}-add")([x, shortcut])
+    return keras.layers.ReLU(name=f"{prefix}-relu2")(x)
+
+
+def eurosat_balanced(
+    widths=(64, 128, 256, 512),
+    depths=(3, 3, 3, 2),
+    drop_probs=(0.05, 0.1, 0.15, 0.2),
+    block_size=7,
+    coord_reduction=8,
+    se_reduction=16,
+    drop_rate=0.5,
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    num_classes=10,
+    classifier_activation="softmax",
+    include_preprocessing=False,
+    name="eurosat_balanced",
+):
+    """Builds a balanced multi-task attention CNN.
+
+    Args:
+        widths: channels per stage (the stem has `widths[0]`); each must be >= `se_reduction` and
+            `coord_reduction`.
+        depths: residual blocks per stage.
+        drop_probs: DropBlock rate of each stage's blocks (0: no DropBlock).
+        block_size: DropBlock square size (odd).
+        coord_reduction, se_reduction: channel reductions of the coordinate attention and the SE branch.
+        drop_rate: dropout before the classifier (the official 0.5).
+        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
+        include_preprocessing, name: as in `keras.applications` (default input 64x64x3 and 10 classes, as
+            EuroSAT RGB); `weights` here is a local file (use `keras_hyper.applications.load` or
+            `EuroSATBalanced12` for registered names).
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    widths, depths, drop_probs = tuple(widths), tuple(depths), tuple(drop_probs)
+    if not widths or len(depths) != len(widths) or len(drop_probs) != len(widths):
+        raise ValueError(
+            "widths, depths and drop_probs must have the same non-zero length, got "
+            f"widths={widths}, depths={depths}, drop_probs={drop_probs}."
+        )
+    if any(d < 1 for d in depths):
+        raise ValueError(f"Every stage needs at least one block, got depths={depths}.")
+    smallest = max(coord_reduction, se_reduction)
+    if min(widths) < smallest:
+        raise ValueError(
+            f"Every width must be >= {smallest} (the attention's channel reductions), got widths={widths}."
+        )
+    if any(not 0.0 <= p < 1.0 for p in drop_probs):
+        raise ValueError(f"drop_probs must be in [0, 1), got {drop_probs}.")
+    if not 0.0 <= drop_rate < 1.0:
+        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+
+    inputs = x = _base.image_input(input_tensor, input_shape, default_size=64, min_size=2 ** (len(widths) - 1))
+    if include_preprocessing:
+        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
+    x = keras.layers.Conv2D(
+        widths[0], 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name="stem-0"
+    )(x)
+    x = _batch_norm("stem-1")(x)
+    x = keras.layers.ReLU(name="stem-2")(x)
+    for i, (width, depth, drop_prob) in enumerate(zip(widths, depths, drop_probs)):
+        for j in range(depth):
+            x = _block(
+                x,
+                f"stage{i + 1}-{j}",
+                filters=width,
+                strides=2 if i > 0 and j == 0 else 1,
+                drop_prob=float(drop_prob),
+                block_size=block_size,
+                coord_reduction=coord_reduction,
+                se_reduction=se_reduction,
+            )
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
+        if drop_rate:
+            x = keras.layers.Dropout(drop_rate, name="dropout")(x)
+        x = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="fc")(
+            x
+        )
+        x = _base.predictions(x, classifier_activation)
+    else:
+        x = _base.pool(x, pooling)
+    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+
+
+def convert_eurosat_balanced(state_dict, model):
+    """Fills `model` (built with `include_top=True`) from an official Balanced12LayerCNN state dict.
+
+    Strict: every tensor is consumed (BatchNorm's `num_batches_tracked` is a training counter and is ignored)
+    and every model variable is assigned; shapes are checked against both names.
+    """
+    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    for layer in model.layers:
+        key = mapping.torch_prefix(layer.name)
+        if isinstance(layer, keras.layers.Conv2D):
+            m.conv2d(layer, key)
+        elif isinstance(layer, keras.layers.Dense):
+            m.dense(layer, key)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            m.batch_norm(layer, key)
+        elif isinstance(layer, BalancedAttention):
+            m.assign(layer.alpha, f"{key}.alpha")
+            coord = layer.coord_attention
+            for sub in (coord.conv1, coord.conv_h, coord.conv_w):
+                m.dense(sub, f"{key}.coord_attention.{sub.name}")
+            if coord.normalize:
+                m.batch_norm(coord.bn1, f"{key}.coord_attention.bn1")
+            m.dense(layer.se_attention.reduce, f"{key}.se_attention.excitation.0")
+            m.dense(layer.se_attention.expand, f"{key}.se_attention.excitation.2")
+    m.finish()
+
+
+def reparameterize(model):
+    """The inference model: the coordinate attention's BatchNormalization folded into its first 1x1
+    convolution, and every other BatchNormalization into the convolution before it. Returns a new model with
+    the same outputs (up to float rounding) and layer names; keep the original for training."""
+    return _fusion.reparameterize(model)
+
+
+_PAPER = _base.Paper(
+    "Balanced Multi-Task Attention for Satellite Image Classification: A Systematic Approach to Achieving 97.23% "
+    "Accuracy on EuroSAT Without Pre-Training",
+    "2510.15527",
+    49,
+)
+
+VARIANTS = (
+    _base.Variant(
+        "eurosat_balanced_12",
+        dict(widths=(64, 128, 256, 512), depths=(3, 3, 3, 2), drop_probs=(0.05, 0.1, 0.15, 0.2), num_classes=10),
+        num_params=13_115_813,
+        input_size=64,
+        crop_pct=1.0,
+        paper_top1=97.23,
+    ),
+)
+
+ARCH = _base.Architecture(
+    name="eurosat_balanced",
+    builder=eurosat_balanced,
+    convert=convert_eurosat_balanced,
+    paper=_PAPER,
+    variants=VARIANTS,
+    license="MIT",
+    source="https://github.com/virAditya/satellite-image-classification-eurosat",
+    classifier="fc",
+    classifier_key="fc.weight",
+    tiny=dict(widths=(16, 32, 48, 64), depths=(2, 1, 1, 1), num_classes=10),
+    fixture="eurosat_balanced",
+    min_input_size=8,
+    reparameterize=reparameterize,
+)
+
+EuroSATBalanced12 = _base.variant_builder("EuroSATBalanced12", "eurosat_balanced_12")
