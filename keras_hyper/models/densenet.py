@@ -1,0 +1,310 @@
+"""DenseNet (Huang, Liu, van der Maaten, Weinberger, "Densely Connected Convolutional Networks", CVPR 2017,
+arXiv:1608.06993), the topology that KimiaNet (paper 37 in PAPERS.md) retrains for histopathology.
+
+A 7x7 stride-2 stem with a 3x3 stride-2 max pool, then dense blocks separated by transitions. Each dense layer
+is `concat(x, conv3x3(ReLU(BN(conv1x1(ReLU(BN(x)))))))` adding `growth_rate` channels; a transition is
+BN, ReLU, a 1x1 convolution that keeps `compression` of the channels and a 2x2 average pool. The trunk ends
+with BN (`features-norm5`), then ReLU, global average pooling and the classifier.
+
+Layer names follow the torchvision/timm state dict with '-' for '.' (`features-denseblock2-denselayer3-conv1`),
+so that `convert_densenet` is a direct map; `convert_keras_densenet` reads the keras.applications layout
+(`conv3_block3_1_conv`), from a model or a Keras h5 weights file.
+
+Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, C)` with C = 1024 / 1664 / 1920 for
+DenseNet-121 / 169 / 201; logits `(B, num_classes)`.
+"""
+
+import re
+
+import keras
+
+from keras_hyper.convert import mapping
+from keras_hyper.models import _base
+
+BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
+
+
+def _batch_norm(name, epsilon):
+    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, name=name)
+
+
+def _pointwise(units, name):
+    # A 1x1 convolution is a matmul over channels; Dense runs it as one on every backend.
+    return keras.layers.Dense(units, use_bias=False, kernel_initializer="he_normal", name=name)
+
+
+def _dense_layer(x, prefix, *, growth_rate, bn_size, epsilon, drop_rate):
+    y = _batch_norm(f"{prefix}-norm1", epsilon)(x)
+    y = keras.layers.ReLU(name=f"{prefix}-relu1")(y)
+    y = _pointwise(bn_size * growth_rate, f"{prefix}-conv1")(y)
+    y = _batch_norm(f"{prefix}-norm2", epsilon)(y)
+    y = keras.layers.ReLU(name=f"{prefix}-relu2")(y)
+    y = keras.layers.Conv2D(
+        growth_rate, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{prefix}-conv2"
+    )(y)
+    if drop_rate:
+        y = keras.layers.Dropout(drop_rate, name=f"{prefix}-drop")(y)
+    return keras.layers.Concatenate(name=f"{prefix}-concat")([x, y])
+
+
+def features(x, blocks, *, growth_rate, num_init_features, bn_size, compression, bn_epsilon, drop_rate):
+    """The DenseNet trunk from the stem to `features-norm5` (BatchNormalization, before the final ReLU).
+
+    Shared with KimiaNet, whose representation pools this pre-activation output. Returns `(B, H/32, W/32, C)`.
+    """
+    # explicit zero padding: 'same' pads asymmetrically at stride 2, the reference pads 3 (and 1) on every side
+    x = keras.layers.ZeroPadding2D(3, name="features-pad0")(x)
+    x = keras.layers.Conv2D(
+        num_init_features, 7, strides=2, use_bias=False, kernel_initializer="he_normal", name="features-conv0"
+    )(x)
+    x = _batch_norm("features-norm0", bn_epsilon)(x)
+    x = keras.layers.ReLU(name="features-relu0")(x)
+    # zeros pad like -inf here: the input is a ReLU output, >= 0
+    x = keras.layers.ZeroPadding2D(1, name="features-pad1")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="features-pool0")(x)
+    channels = num_init_features
+    for i, depth in enumerate(blocks):
+        for j in range(depth):
+            x = _dense_layer(
+                x,
+                f"features-denseblock{i + 1}-denselayer{j + 1}",
+                growth_rate=growth_rate,
+                bn_size=bn_size,
+                epsilon=bn_epsilon,
+                drop_rate=drop_rate,
+            )
+        channels += depth * growth_rate
+        if i < len(blocks) - 1:
+            channels = int(channels * compression)
+            prefix = f"features-transition{i + 1}"
+            x = _batch_norm(f"{prefix}-norm", bn_epsilon)(x)
+            x = keras.layers.ReLU(name=f"{prefix}-relu")(x)
+            x = _pointwise(channels, f"{prefix}-conv")(x)
+            x = keras.layers.AveragePooling2D(2, strides=2, name=f"{prefix}-pool")(x)
+    return _batch_norm("features-norm5", bn_epsilon)(x)
+
+
+def validate(blocks, growth_rate, num_init_features, bn_size, compression, drop_rate):
+    """Checks the DenseNet configuration arguments; returns `blocks` as a tuple."""
+    blocks = tuple(blocks)
+    if not blocks or any(not isinstance(b, int) or b < 1 for b in blocks):
+        raise ValueError(f"blocks must be a non-empty sequence of positive integers, got {blocks!r}.")
+    for label, value in (("growth_rate", growth_rate), ("num_init_features", num_init_features), ("bn_size", bn_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+    if not 0.0 < compression <= 1.0:
+        raise ValueError(f"compression must be in (0, 1], got {compression!r}.")
+    if not 0.0 <= drop_rate < 1.0:
+        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+    return blocks
+
+
+def densenet(
+    blocks=(6, 12, 24, 16),
+    growth_rate=32,
+    num_init_features=64,
+    bn_size=4,
+    compression=0.5,
+    bn_epsilon=1e-5,
+    drop_rate=0.0,
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    num_classes=1000,
+    classifier_activation="softmax",
+    include_preprocessing=False,
+    name="densenet",
+):
+    """Builds a DenseNet model.
+
+    Args:
+        blocks: dense layers per dense block ((6, 12, 24, 16) is DenseNet-121).
+        growth_rate: channels each dense layer adds.
+        num_init_features: channels of the stem convolution.
+        bn_size: the bottleneck 1x1 convolution has `bn_size * growth_rate` channels.
+        compression: fraction of the channels a transition keeps.
+        bn_epsilon: BatchNormalization epsilon (1e-5 in torchvision/timm, 1.001e-5 in keras.applications).
+        drop_rate: dropout after each dense layer's 3x3 convolution (torchvision's `drop_rate`).
+        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
+        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
+            `keras_hyper.applications.load` or the variant builders for registered tags).
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    blocks = validate(blocks, growth_rate, num_init_features, bn_size, compression, drop_rate)
+    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(blocks) + 1))
+    if include_preprocessing:
+        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
+    x = features(
+        x,
+        blocks,
+        growth_rate=growth_rate,
+        num_init_features=num_init_features,
+        bn_size=bn_size,
+        compression=compression,
+        bn_epsilon=bn_epsilon,
+        drop_rate=drop_rate,
+    )
+    x = keras.layers.ReLU(name="features-relu5")(x)
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+        x = keras.layers.Dense(num_classes, name="classifier")(x)
+        x = _base.predictions(x, classifier_activation)
+    else:
+        x = _base.pool(x, pooling)
+    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+
+
+def convert_densenet(state_dict, model):
+    """Fills `model` from a torchvision / timm DenseNet state dict (`features.denseblock1.denselayer1.norm1...`,
+    `classifier`), or any model of these layer names with that layout.
+
+    Strict: every tensor is consumed (BatchNorm's `num_batches_tracked` is a training counter and is ignored)
+    and every model variable is assigned; shapes are checked against both names.
+    """
+    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    for layer in model.layers:
+        key = mapping.torch_prefix(layer.name)
+        if isinstance(layer, keras.layers.Conv2D):
+            m.conv2d(layer, key)
+        elif isinstance(layer, keras.layers.Dense):
+            m.dense(layer, key)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            m.batch_norm(layer, key)
+    m.finish()
+
+
+_LAYER = re.compile(r"features-denseblock(\d+)-denselayer(\d+)-(norm1|conv1|norm2|conv2)")
+_TRANSITION = re.compile(r"features-transition(\d+)-(norm|conv)")
+_KERAS_SUFFIX = {"norm1": "0_bn", "conv1": "1_conv", "norm2": "1_bn", "conv2": "2_conv", "norm": "bn", "conv": "conv"}
+_KERAS_FIXED = {"features-conv0": "conv1_conv", "features-norm0": "conv1_bn", "features-norm5": "bn"}
+
+
+def keras_layer_name(name, classifier="classifier"):
+    """The keras.applications DenseNet name of one of our layers (`features-denseblock2-denselayer3-conv1` ->
+    `conv3_block3_1_conv`), None for a layer that has no counterpart there. keras.applications numbers the
+    stages from the stem (conv1), so dense block b is `conv{b+1}` and transition b is `pool{b+1}`."""
+    if name in _KERAS_FIXED:
+        return _KERAS_FIXED[name]
+    if name == classifier:
+        return "predictions"
+    found = _LAYER.fullmatch(name)
+    if found:
+        block, layer, part = found.groups()
+        return f"conv{int(block) + 1}_block{layer}_{_KERAS_SUFFIX[part]}"
+    found = _TRANSITION.fullmatch(name)
+    if found:
+        block, part = found.groups()
+        return f"pool{int(block) + 1}_{_KERAS_SUFFIX[part]}"
+    return None
+
+
+def convert_keras_densenet(source, model, *, classifier="classifier"):
+    """Fills `model` from weights in the keras.applications DenseNet layout.
+
+    `source` is a keras.applications DenseNet model (e.g. `keras.applications.DenseNet121(weights=None)`), a
+    mapping `{keras layer name: [arrays in Keras order]}`, or the path of a Keras h5 weights file of such a
+    model (the legacy `save_weights('x.h5')` layout, e.g. KimiaNet's `KimiaNetKerasWeights.h5`).
+    `classifier` names our classification layer (keras.applications calls it `predictions`).
+
+    Strict: every weighted layer of `model` must find its counterpart with the same shapes, and every
+    weighted layer of the source must be used; one error lists all the problems.
+    """
+    if isinstance(source, keras.Model):
+        source = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
+    elif not hasattr(source, "keys"):
+        source = read_keras_h5(source)
+    used, problems = set(), []
+    for layer in model.layers:
+        if not layer.weights or layer.name.startswith("preprocessing"):
+            continue
+        theirs = keras_layer_name(layer.name, classifier)
+        if theirs is None or theirs not in source:
+            problems.append(f"'{layer.name}' (keras.applications '{theirs}') is absent from the source")
+            continue
+        used.add(theirs)
+        values = list(source[theirs])
+        ours = [tuple(w.shape) for w in layer.weights]
+        if isinstance(layer, keras.layers.Dense) and values[0].ndim == 4:
+            values[0] = values[0].reshape(values[0].shape[-2:])  # a 1x1 convolution kernel
+        if [tuple(v.shape) for v in values] != ours:
+            problems.append(f"'{layer.name}' has shapes {ours}, '{theirs}' has {[tuple(v.shape) for v in values]}")
+            continue
+        layer.set_weights(values)
+    unused = sorted(set(source) - used)
+    if unused:
+        problems.append(f"source layers unused by the model: {', '.join(unused[:20])}")
+    if problems:
+        raise ValueError(
+            f"The keras.applications DenseNet weights do not match model '{model.name}':\n  " + "\n  ".join(problems)
+        )
+
+
+def read_keras_h5(path):
+    """`{layer name: [arrays]}` from a Keras h5 weights file (`save_weights('x.h5')` of Keras 2, or a whole-model
+    `.h5` whose weights sit under `model_weights`); arrays in each layer's `weight_names` order."""
+    import h5py  # a dependency of keras itself; only this reader needs it
+
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in group.attrs:
+            raise ValueError(f"'{path}' is not a Keras h5 weights file (its root has no 'layer_names' attribute).")
+        weights = {}
+        for raw in group.attrs["layer_names"]:
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+            layer = group[name]
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in layer.attrs.get("weight_names", [])]
+            if names:
+                weights[name] = [layer[n][()] for n in names]
+    return weights
+
+
+# DenseNet itself is not in PAPERS.md; it is registered for paper 37 (KimiaNet), which retrains this topology.
+_PAPER = _base.Paper("Densely Connected Convolutional Networks", "1608.06993", 37)
+
+VARIANTS = (
+    _base.Variant(
+        "densenet121",
+        dict(blocks=(6, 12, 24, 16)),
+        num_params=7_978_856,
+        paper_top1=74.434,
+        timm_name="densenet121",
+    ),
+    _base.Variant(
+        "densenet169",
+        dict(blocks=(6, 12, 32, 32)),
+        num_params=14_149_480,
+        paper_top1=75.600,
+        timm_name="densenet169",
+    ),
+    _base.Variant(
+        "densenet201",
+        dict(blocks=(6, 12, 48, 32)),
+        num_params=20_013_928,
+        paper_top1=76.896,
+        timm_name="densenet201",
+    ),
+)
+
+ARCH = _base.Architecture(
+    name="densenet",
+    builder=densenet,
+    convert=convert_densenet,
+    paper=_PAPER,
+    variants=VARIANTS,
+    license="BSD-3-Clause",
+    source="https://github.com/pytorch/vision",
+    classifier="classifier",
+    classifier_key="classifier.weight",
+    tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10),
+    interpolation="bilinear",
+)
+
+DenseNet121 = _base.variant_builder("DenseNet121", "densenet121")
+DenseNet169 = _base.variant_builder("DenseNet169", "densenet169")
+DenseNet201 = _base.variant_builder("DenseNet201", "densenet201")
