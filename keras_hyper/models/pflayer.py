@@ -1,0 +1,212 @@
+"""Parameter-free-layer ResNets (Han et al., "Learning Features with Parameter-Free Layers", ICLR 2022,
+arXiv:2202.02777; paper 43 in PAPERS.md).
+
+A torchvision-style ResNet-50 (7x7 stride-2 stem, 3x3 stride-2 max pooling, four stages of bottlenecks,
+global average pooling and a linear classifier) whose bottleneck spatial operation is chosen by `block`:
+
+- `"conv"`: the usual 3x3 convolution + BN + ReLU (the baseline ResNet-50, stride in the 3x3 as in v1.5);
+- `"max"` (ResNet-50-max): a parameter-free 3x3 max pooling, stride 2 in the first block of stages 2-4;
+- `"hybrid"` (ResNet-50-hybrid): 3x3 max pooling in stride-1 blocks, and 2x2 average pooling followed by a
+  3x3 convolution + BN + ReLU in the stride-2 blocks.
+
+Layer names follow the official state dict (`layer2-0-reduction_block-0` for `layer2.0.reduction_block.0`).
+Input `(B, H, W, 3)` with H, W >= 32 (multiples of 32 for `"hybrid"`); features `(B, H/32, W/32, 4 * planes)`.
+"""
+
+import keras
+
+from keras_hyper.convert import mapping
+from keras_hyper.models import _base, _fusion
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
+BLOCKS = ("conv", "max", "hybrid")
+EXPANSION = 4
+STEM_WIDTH = 64
+
+
+def _batch_norm(name):
+    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+
+
+def _relu(name):
+    return keras.layers.ReLU(name=name)
+
+
+def _conv(filters, kernel_size, stride, name):
+    """PyTorch's `Conv2d(k, stride, padding=k // 2, bias=False)`."""
+    conv = dict(use_bias=False, kernel_initializer="he_normal")
+    if kernel_size == 1 and stride == 1:
+        # a 1x1 convolution is a matmul over channels; Dense runs it as one on every backend
+        return [keras.layers.Dense(filters, name=name, **conv)]
+    if stride == 1:
+        return [keras.layers.Conv2D(filters, kernel_size, padding="same", name=name, **conv)]
+    # 'same' would pad (k - s) // 2 before and the rest after on even sizes; PyTorch pads k // 2 on both sides
+    layers = [keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")] if kernel_size > 1 else []
+    return layers + [keras.layers.Conv2D(filters, kernel_size, strides=stride, name=name, **conv)]
+
+
+def _apply(x, layers):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def _max_pool(x, stride, name):
+    """PyTorch's `MaxPool2d(3, stride, padding=1)` on a non-negative (post-ReLU) input."""
+    if stride == 1:
+        return keras.layers.MaxPooling2D(3, strides=1, padding="same", name=name)(x)
+    # PyTorch pads with -inf on both sides; after a ReLU a zero border never wins a maximum that a real input
+    # could not, so zero padding + 'valid' is exact (and 'same' would shift the windows on even sizes)
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=stride, name=name)(x)
+
+
+def _spatial(x, prefix, block, stride):
+    """The bottleneck's spatial operation (official `conv_block`)."""
+    width = x.shape[-1]
+    if block == "max" or (block == "hybrid" and stride == 1):
+        return _max_pool(x, stride, prefix)
+    if block == "hybrid":
+        x = keras.layers.AveragePooling2D(2, strides=2, name=f"{prefix}-0")(x)
+        prefix = f"{prefix}-1"
+        stride = 1
+    x = _apply(x, _conv(width, 3, stride, f"{prefix}-0"))
+    x = _batch_norm(f"{prefix}-1")(x)
+    return _relu(f"{prefix}-2")(x)
+
+
+def _bottleneck(x, prefix, *, planes, stride, block):
+    shortcut = x
+    x = _apply(x, _conv(planes, 1, 1, f"{prefix}-reduction_block-0"))
+    x = _batch_norm(f"{prefix}-reduction_block-1")(x)
+    x = _relu(f"{prefix}-reduction_block-2")(x)
+    x = _spatial(x, f"{prefix}-conv_block", block, stride)
+    x = _apply(x, _conv(planes * EXPANSION, 1, 1, f"{prefix}-expansion_block-0"))
+    x = _batch_norm(f"{prefix}-expansion_block-1")(x)
+    if stride != 1 or shortcut.shape[-1] != planes * EXPANSION:
+        shortcut = _apply(shortcut, _conv(planes * EXPANSION, 1, stride, f"{prefix}-downsample-0"))
+        shortcut = _batch_norm(f"{prefix}-downsample-1")(shortcut)
+    x = keras.layers.Add(name=f"{prefix}-add")([x, shortcut])
+    return _relu(f"{prefix}-relu")(x)
+
+
+def pflayer(
+    block="max",
+    depths=(3, 4, 6, 3),
+    width_mult=1.0,
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    num_classes=1000,
+    classifier_activation="softmax",
+    include_preprocessing=False,
+    name="pflayer",
+):
+    """Builds a parameter-free-layer ResNet.
+
+    Args:
+        block: the bottleneck's spatial operation, one of "conv" (ResNet-50), "max" (ResNet-50-max) or
+            "hybrid" (ResNet-50-hybrid); see the module docstring.
+        depths: blocks per stage (official `layer_setting`).
+        width_mult: multiplier of the stage widths 64, 128, 256, 512 (the stem keeps 64 channels).
+        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
+        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
+            `keras_hyper.applications.load` or the variant builders for registered tags).
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got {block!r}.")
+    depths = tuple(depths)
+    if len(depths) != 4 or not all(isinstance(d, int) and d >= 1 for d in depths):
+        raise ValueError(f"depths must be four positive integers (blocks per stage), got {depths}.")
+    planes = [int(p * width_mult) for p in (64, 128, 256, 512)]
+    if planes[0] < 1:
+        raise ValueError(f"width_mult={width_mult!r} leaves a stage without channels.")
+    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+
+    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=32)
+    if block == "hybrid":
+        # the average pooling floors odd sizes while the 1x1 stride-2 shortcut rounds them up
+        for size in inputs.shape[1:3]:
+            if size is not None and size % 32:
+                raise ValueError(
+                    f"block='hybrid' needs input height and width divisible by 32, got {tuple(inputs.shape[1:3])}."
+                )
+    if include_preprocessing:
+        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
+    x = _apply(x, _conv(STEM_WIDTH, 7, 2, "conv1-0"))
+    x = _batch_norm("conv1-1")(x)
+    x = _relu("conv1-2")(x)
+    x = _max_pool(x, 2, "maxpool")
+    for i, (depth, width) in enumerate(zip(depths, planes)):
+        for j in range(depth):
+            stride = 2 if i > 0 and j == 0 else 1
+            x = _bottleneck(x, f"layer{i + 1}-{j}", planes=width, stride=stride, block=block)
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
+        x = keras.layers.Dense(num_classes, name="fc")(x)
+        x = _base.predictions(x, classifier_activation)
+    else:
+        x = _base.pool(x, pooling)
+    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+
+
+def convert_pflayer(state_dict, model):
+    """Fills `model` (built with `include_top=True`) from an official PfLayer ResNet state dict
+    (`resnet_pf.py`: `conv1.0`, `layer1.0.reduction_block.0`, ..., `fc`).
+
+    Strict: every tensor is consumed (BatchNorm's `num_batches_tracked` is a training counter and is ignored)
+    and every model variable is assigned; shapes are checked against both names.
+    """
+    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    for layer in model.layers:
+        key = mapping.torch_prefix(layer.name)
+        if isinstance(layer, keras.layers.Conv2D):
+            m.conv2d(layer, key)
+        elif isinstance(layer, keras.layers.Dense):
+            m.dense(layer, key)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            m.batch_norm(layer, key)
+    m.finish()
+
+
+def reparameterize(model):
+    """The inference model: every BatchNormalization folded into the convolution or Dense before it. Returns a
+    new model with the same outputs (up to float rounding) and layer names; keep the original for training."""
+    return _fusion.fold_batch_norms(model)
+
+
+_PAPER = _base.Paper("Learning Features with Parameter-Free Layers", "2202.02777", 43)
+
+VARIANTS = (
+    _base.Variant("pflayer_resnet50", dict(block="conv"), num_params=25_557_032, paper_top1=76.2),
+    _base.Variant("pflayer_resnet50_max", dict(block="max"), num_params=14_232_232, paper_top1=74.3),
+    _base.Variant("pflayer_resnet50_hybrid", dict(block="hybrid"), num_params=17_330_600, paper_top1=77.1),
+)
+
+ARCH = _base.Architecture(
+    name="pflayer",
+    builder=pflayer,
+    convert=convert_pflayer,
+    paper=_PAPER,
+    variants=VARIANTS,
+    license="Apache-2.0",
+    source="https://github.com/naver-ai/PfLayer",
+    classifier="fc",
+    classifier_key="fc.weight",
+    tiny=dict(block="max", depths=(1, 2, 1, 1), width_mult=0.25, num_classes=10),
+    fixture="pflayer",
+    interpolation="bilinear",
+    reparameterize=reparameterize,
+)
+
+PfResNet50 = _base.variant_builder("PfResNet50", "pflayer_resnet50")
+PfResNet50Max = _base.variant_builder("PfResNet50Max", "pflayer_resnet50_max")
+PfResNet50Hybrid = _base.variant_builder("PfResNet50Hybrid", "pflayer_resnet50_hybrid")
