@@ -109,6 +109,22 @@ class StateDictMapper:
         if layer.center:
             self.assign(layer.beta, f"{prefix}.bias")
 
+    def standard(self, layer, prefix):
+        """Assigns a layer of a kind every architecture maps the same way (Conv2D, DepthwiseConv2D, Dense,
+        BatchNormalization, LayerNormalization, GroupNormalization: PyTorch's `weight`/`bias`/running stats
+        under `prefix`) and returns True; returns False, assigning nothing, for any other layer."""
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
+            self.conv2d(layer, prefix)
+        elif isinstance(layer, keras.layers.Dense):
+            self.dense(layer, prefix)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            self.batch_norm(layer, prefix)
+        elif isinstance(layer, keras.layers.LayerNormalization | keras.layers.GroupNormalization):
+            self.layer_norm(layer, prefix)
+        else:
+            return False
+        return True
+
     def finish(self):
         """Raises one ValueError listing missing keys, unexpected keys and unassigned variables, if any."""
         unexpected = [k for k in self.state_dict if k not in self.used and not any(p.fullmatch(k) for p in self.ignore)]

@@ -190,18 +190,9 @@ def convert_attnet(state_dict, model):
     m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            m.assign(layer.kernel, f"{key}.weight", mapping.depthwise_kernel)
-            m.assign(layer.bias, f"{key}.bias")
-        elif isinstance(layer, keras.layers.Conv2D):
-            m.conv2d(layer, key)
-        elif isinstance(layer, keras.layers.Dense):
-            m.dense(layer, key)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            m.batch_norm(layer, key)
-        elif isinstance(layer, keras.layers.LayerNormalization):
-            m.layer_norm(layer, key)
-        elif isinstance(layer, keras.layers.RMSNormalization):
+        if m.standard(layer, key):
+            continue
+        if isinstance(layer, keras.layers.RMSNormalization):
             m.assign(layer.scale, f"{key}.weight")
         elif isinstance(layer, LayerScale):
             m.assign(layer.gamma, f"{key}.gamma")

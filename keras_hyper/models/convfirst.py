@@ -157,12 +157,7 @@ def convert_convfirst(state_dict, model):
     m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
-        if isinstance(layer, keras.layers.Conv2D):
-            m.conv2d(layer, key)  # a grouped kernel (out, in/groups, kh, kw) maps like a dense one
-        elif isinstance(layer, keras.layers.Dense):
-            m.dense(layer, key)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            m.batch_norm(layer, key)
+        m.standard(layer, key)  # a grouped kernel (out, in/groups, kh, kw) maps like a dense one
     m.finish()
 
 

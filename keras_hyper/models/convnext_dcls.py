@@ -161,13 +161,9 @@ def convert_convnext_dcls(state_dict, model):
     m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
-        if isinstance(layer, keras.layers.Conv2D):
-            m.conv2d(layer, key)
-        elif isinstance(layer, keras.layers.Dense):
-            m.dense(layer, key)
-        elif isinstance(layer, keras.layers.LayerNormalization):
-            m.layer_norm(layer, key)
-        elif isinstance(layer, LayerScale):
+        if m.standard(layer, key):
+            continue
+        if isinstance(layer, LayerScale):
             m.assign(layer.gamma, key)
         elif isinstance(layer, DCLSConv2D):
             m.assign(layer.kernel, f"{key}.weight", _dcls_weight)

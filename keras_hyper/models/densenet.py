@@ -170,12 +170,7 @@ def convert_densenet(state_dict, model):
     m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
-        if isinstance(layer, keras.layers.Conv2D):
-            m.conv2d(layer, key)
-        elif isinstance(layer, keras.layers.Dense):
-            m.dense(layer, key)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            m.batch_norm(layer, key)
+        m.standard(layer, key)
     m.finish()
 
 

@@ -168,13 +168,9 @@ def convert_eurosat_balanced(state_dict, model):
     m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
-        if isinstance(layer, keras.layers.Conv2D):
-            m.conv2d(layer, key)
-        elif isinstance(layer, keras.layers.Dense):
-            m.dense(layer, key)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            m.batch_norm(layer, key)
-        elif isinstance(layer, BalancedAttention):
+        if m.standard(layer, key):
+            continue
+        if isinstance(layer, BalancedAttention):
             m.assign(layer.alpha, f"{key}.alpha")
             coord = layer.coord_attention
             for sub in (coord.conv1, coord.conv_h, coord.conv_w):

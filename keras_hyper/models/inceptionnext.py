@@ -149,15 +149,9 @@ def convert_inceptionnext(state_dict, model):
     m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
-        if isinstance(layer, keras.layers.Conv2D):
-            m.conv2d(layer, key)
-        elif isinstance(layer, keras.layers.Dense):
-            m.dense(layer, key)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            m.batch_norm(layer, key)
-        elif isinstance(layer, keras.layers.LayerNormalization):
-            m.layer_norm(layer, key)
-        elif isinstance(layer, LayerScale):
+        if m.standard(layer, key):
+            continue
+        if isinstance(layer, LayerScale):
             m.assign(layer.gamma, key)
         elif isinstance(layer, InceptionDepthwiseConv2D):
             for branch, kernel, bias in zip(("dwconv_hw", "dwconv_w", "dwconv_h"), layer.kernels, layer.biases):

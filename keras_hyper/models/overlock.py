@@ -399,17 +399,8 @@ def convert_overlock(state_dict, model):
         elif isinstance(layer, GlobalResponseNorm):
             m.assign(layer.gamma, f"{key}.gamma", np.ravel)
             m.assign(layer.beta, f"{key}.beta", np.ravel)
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            m.assign(layer.kernel, f"{key}.weight", mapping.depthwise_kernel)
-            m.assign(layer.bias, f"{key}.bias")
-        elif isinstance(layer, keras.layers.Conv2D):
-            m.conv2d(layer, key)
-        elif isinstance(layer, keras.layers.Dense):
-            m.dense(layer, key)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            m.batch_norm(layer, key)
-        elif isinstance(layer, keras.layers.LayerNormalization):
-            m.layer_norm(layer, key)
+        else:
+            m.standard(layer, key)
     m.finish()
 
 

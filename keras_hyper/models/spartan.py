@@ -239,17 +239,9 @@ def convert_spartan(state_dict, model):
     m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            m.assign(layer.kernel, f"{key}.weight", mapping.depthwise_kernel)
-        elif isinstance(layer, keras.layers.Conv2D):
-            m.conv2d(layer, key)
-        elif isinstance(layer, keras.layers.Dense):
-            m.dense(layer, key)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            m.batch_norm(layer, key)
-        elif isinstance(layer, keras.layers.GroupNormalization):
-            m.layer_norm(layer, key)
-        elif isinstance(layer, (LayerScale, FeatureDecompose)):
+        if m.standard(layer, key):
+            continue
+        if isinstance(layer, (LayerScale, FeatureDecompose)):
             m.assign(layer.gamma, key, _flat)
         elif isinstance(layer, WaveChannelAggregation):
             m.dense(layer.theta, f"{key}.theta")

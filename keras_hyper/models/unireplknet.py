@@ -217,18 +217,7 @@ def convert_unireplknet(state_dict, model):
                 m.batch_norm(norm, f"{key}.{bn_name}")
         elif isinstance(layer, keras.layers.DepthwiseConv2D):
             # a deploy-form large kernel keeps the official DilatedReparamBlock's attribute name
-            key = f"{key}.lk_origin" if layer.kernel_size[0] >= 7 else key
-            m.assign(layer.kernel, f"{key}.weight", mapping.depthwise_kernel)
-            if layer.use_bias:
-                m.assign(layer.bias, f"{key}.bias")
-        elif isinstance(layer, keras.layers.Conv2D):
-            m.conv2d(layer, key)
-        elif isinstance(layer, keras.layers.Dense):
-            m.dense(layer, key)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            m.batch_norm(layer, key)
-        elif isinstance(layer, keras.layers.LayerNormalization):
-            m.layer_norm(layer, key)
+            m.conv2d(layer, f"{key}.lk_origin" if layer.kernel_size[0] >= 7 else key)
         elif isinstance(layer, LayerScale):
             m.assign(layer.gamma, key)
         elif isinstance(layer, SqueezeExcite):
@@ -238,6 +227,8 @@ def convert_unireplknet(state_dict, model):
             m.assign(layer.gamma, f"{key}.gamma", np.ravel)  # stored (1, 1, 1, C)
             if layer.use_bias:
                 m.assign(layer.beta, f"{key}.beta", np.ravel)
+        else:
+            m.standard(layer, key)
     m.finish()
 
 
