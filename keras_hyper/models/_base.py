@@ -5,6 +5,7 @@ import dataclasses
 from typing import Callable, Mapping, Optional
 
 import keras
+import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -95,6 +96,14 @@ def validate_head(include_top, pooling, num_classes, classifier_activation):
                 keras.activations.get(classifier_activation)
             except (ValueError, TypeError) as err:
                 raise ValueError(f"Unknown classifier_activation {classifier_activation!r}.") from err
+
+
+def drop_path_rates(drop_path_rate, blocks):
+    """The stochastic-depth rate of each of `blocks` blocks: linear from 0 to `drop_path_rate`, the schedule of
+    timm and of the official implementations that use it."""
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
+    return [float(rate) for rate in np.linspace(0.0, drop_path_rate, blocks)]
 
 
 def image_input(input_tensor, input_shape, *, default_size, min_size, name="input"):

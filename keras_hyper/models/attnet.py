@@ -18,7 +18,6 @@ Input `(B, H, W, 3)` with H, W >= 32; features `(B, ceil(H/32), ceil(W/32), dims
 """
 
 import keras
-import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import ATConv, DepthwiseConv2D, DropPath, LayerScale
@@ -140,8 +139,6 @@ def attnet(
     hidden = [int(2 * int(dim * rate) / 3) for dim, rate in zip(dims, exp_rates)]
     if min(hidden) < 1:
         raise ValueError(f"exp_rates {exp_rates} leave a GLU without hidden channels for dims {dims}.")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
     _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (stages + 1))
@@ -151,7 +148,7 @@ def attnet(
     x = keras.layers.Activation(activation, name="downsample_layers-0-1")(x)
     x = _conv_bn(x, dims[0], "downsample_layers-0-2")
 
-    rates = np.linspace(0.0, drop_path_rate, sum(depths))
+    rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, depth in enumerate(depths):
         if i > 0:
@@ -167,7 +164,7 @@ def attnet(
                 dconv=glu_dconv[i],
                 norm=glu_norm[i],
                 activation=activation,
-                drop_path=float(rates[block]),
+                drop_path=rates[block],
             )
             block += 1
 

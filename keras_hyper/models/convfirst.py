@@ -16,7 +16,6 @@ Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, dims[-1])`; logi
 """
 
 import keras
-import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DropPath
@@ -111,8 +110,6 @@ def convfirst(
         )
     if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}.")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
     _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
@@ -120,7 +117,7 @@ def convfirst(
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
     x = keras.layers.Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="stem-0")(x)
     x = _batch_norm("stem-1")(x)
-    rates = np.linspace(0.0, drop_path_rate, sum(depths))
+    rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
@@ -134,7 +131,7 @@ def convfirst(
                 group_width=group_width,
                 mlp_ratio=mlp_ratio,
                 activation=activation,
-                drop_path=float(rates[block]),
+                drop_path=rates[block],
             )
             block += 1
     if include_top:

@@ -102,8 +102,6 @@ def convnext_dcls(
         raise ValueError(f"dcls_kernel_size must be a positive odd integer, got {dcls_kernel_size!r}.")
     if not isinstance(dcls_kernel_count, int) or dcls_kernel_count < 1:
         raise ValueError(f"dcls_kernel_count must be a positive integer, got {dcls_kernel_count!r}.")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
     _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
@@ -112,7 +110,7 @@ def convnext_dcls(
     x = keras.layers.Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="downsample_layers-0-0")(x)
     x = _layer_norm("downsample_layers-0-1")(x)
 
-    rates = np.linspace(0.0, drop_path_rate, sum(depths))
+    rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
@@ -127,7 +125,7 @@ def convnext_dcls(
                 kernel_size=dcls_kernel_size,
                 kernel_count=dcls_kernel_count,
                 ls_init_value=layer_scale_init_value,
-                drop_path=float(rates[block]),
+                drop_path=rates[block],
             )
             block += 1
 

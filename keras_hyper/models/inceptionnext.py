@@ -11,7 +11,6 @@ Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, dims[-1])`; logi
 """
 
 import keras
-import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DropPath, InceptionDepthwiseConv2D, LayerScale
@@ -94,8 +93,6 @@ def inceptionnext(
     mlp_ratios = tuple(mlp_ratios)
     if len(mlp_ratios) != len(depths):
         raise ValueError(f"mlp_ratios must have one entry per stage ({len(depths)}), got {mlp_ratios}.")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
     _base.validate_head(include_top, pooling, num_classes, classifier_activation)
     mixer_kwargs = dict(
         square_kernel_size=square_kernel_size, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio
@@ -107,7 +104,7 @@ def inceptionnext(
     x = keras.layers.Conv2D(dims[0], 4, strides=4, kernel_initializer=_dense_init(), name="stem-0")(x)
     x = _batch_norm("stem-1")(x)
 
-    rates = np.linspace(0.0, drop_path_rate, sum(depths))
+    rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
@@ -122,7 +119,7 @@ def inceptionnext(
                 mlp_ratio=mlp_ratios[i],
                 mixer_kwargs=mixer_kwargs,
                 ls_init_value=ls_init_value,
-                drop_path=float(rates[block]),
+                drop_path=rates[block],
             )
             block += 1
 

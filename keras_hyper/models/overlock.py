@@ -282,8 +282,6 @@ def overlock(
                 f"embed_dim[2:]={embed_dim[2:]} must be divisible by 4 * sub_num_heads={sub_num_heads} (ContMix "
                 "splits the channels into two windows of 2 * sub_num_heads heads)."
             )
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
     _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=32)
@@ -298,7 +296,7 @@ def overlock(
     x = keras.layers.Activation("gelu", name="patch_embed1-8")(x)
     x = _conv_bn(x, embed_dim[0], "patch_embed1", 9, 1)
 
-    rates = [float(r) for r in np.linspace(0.0, drop_path_rate, sum(depth) + sum(sub_depth))]
+    rates = _base.drop_path_rates(drop_path_rate, sum(depth) + sum(sub_depth))
     block = 0
 
     def stage(x, i):

@@ -114,7 +114,6 @@ def pflayer_vit(
         A functional `keras.Model`; without the top, the normalised token grid `(B, H/p, W/p, embed_dim)`.
     """
     mixers = _mixers(depth, attn_type)
-    _check_rate(drop_path_rate)
     if img_size < patch_size:
         raise ValueError(f"img_size={img_size} is smaller than patch_size={patch_size}.")
     _base.validate_head(include_top, pooling, num_classes, classifier_activation)
@@ -124,8 +123,8 @@ def pflayer_vit(
         x = _base.preprocessing(x, VIT_ARCH.mean, VIT_ARCH.std)
     x = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
     x = PositionEmbedding2D(img_size // patch_size, name="pos_embed")(x)
-    for i, (mixer, rate) in enumerate(zip(mixers, np.linspace(0.0, drop_path_rate, depth))):
-        x = _block(x, f"blocks-{i}", mixer=mixer, num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path=float(rate))
+    for i, (mixer, rate) in enumerate(zip(mixers, _base.drop_path_rates(drop_path_rate, depth))):
+        x = _block(x, f"blocks-{i}", mixer=mixer, num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path=rate)
     x = _head(
         x,
         include_top=include_top,

@@ -162,8 +162,6 @@ def unireplknet(
     if len(depths) != 4 or len(dims) != 4:
         raise ValueError(f"UniRepLKNet has four stages: depths and dims need 4 entries, got {depths} and {dims}.")
     kernel_sizes = _kernel_sizes(kernel_sizes, depths)
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
     _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=MIN_SIZE)
@@ -173,7 +171,7 @@ def unireplknet(
     x = keras.layers.Activation("gelu", name="downsample_layers-0-2")(x)
     x = _conv_norm(x, dims[0], "downsample_layers-0-3", "downsample_layers-0-4")
 
-    rates = np.linspace(0.0, drop_path_rate, sum(depths))
+    rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
@@ -184,7 +182,7 @@ def unireplknet(
                 f"stages-{i}-{j}",
                 kernel_size=kernel_sizes[i][j],
                 layer_scale_init_value=layer_scale_init_value,
-                drop_path=float(rates[block]),
+                drop_path=rates[block],
                 deploy=deploy,
             )
             block += 1
