@@ -1,8 +1,8 @@
 """Hypergraph convolutions: HGNN and HGNN+ (the `theta` projection followed by the structure's smoothing).
 
 Both take `[x, incidence]` or `[x, incidence, edge_weight]` (see `keras_hyper.ops.hypergraph` for the dense
-(..., N, E) and sparse (M, 2) incidence forms) and return (..., N, units). Activation, normalisation and dropout
-between layers belong to the model, as in DHG's `HGNNConv(is_last=True)`.
+(..., N, E) and sparse (M, 2) or batched (B, M, 2) incidence forms) and return (..., N, units). Activation,
+normalisation and dropout between layers belong to the model, as in DHG's `HGNNConv(is_last=True)`.
 """
 
 import keras
@@ -61,7 +61,8 @@ class HGNNConv(_HypergraphConv):
         units: output channels.
         use_bias: add a bias to the projection (before the smoothing, as DHG does).
         num_edges: the number of hyperedges, needed only for sparse incidence pairs.
-    Inputs: `[x (..., N, C), incidence (..., N, E) | (M, 2) int]` and optionally hyperedge weights (..., E).
+    Inputs: `[x (..., N, C), incidence (..., N, E) | (M, 2) int | (B, M, 2) int]` and optionally hyperedge
+    weights (..., E).
     Output: (..., N, units).
     """
 

@@ -6,7 +6,9 @@ A hypergraph of N vertices and E hyperedges is given either as
   vertex features `x` of shape (..., N, C) and the same leading (batch) axes; or
 - sparse incidence pairs of shape (M, 2), integer rows `[vertex, hyperedge]` (what `dhg.Hypergraph` stores),
   with `x` of shape (N, C) and the number of hyperedges given as `num_edges`. This form never builds the
-  N x E matrix: aggregation is a gather plus a segment sum over the M incidences.
+  N x E matrix: aggregation is a gather plus a segment sum over the M incidences, O(M C) instead of O(N E C).
+  A batch of B graphs is pairs (B, M, 2) with `x` (B, N, C) (and weights (B, E)): the same N, E and M in every
+  graph, which runs as one graph of B N vertices and B E hyperedges (its disjoint union).
 
 Hyperedge weights `edge_weight` (..., E) default to 1. Degrees follow HGNN (Feng et al., "Hypergraph Neural
 Networks", arXiv:1809.09401) and HGNN+ (Gao et al., "HGNN+: General Hypergraph Neural Networks", IEEE
@@ -68,7 +70,7 @@ class _Structure:
             if num_edges is None:
                 raise ValueError("Sparse incidence pairs need num_edges (the number of hyperedges).")
             if len(incidence.shape) != 2 or incidence.shape[-1] != 2:
-                raise ValueError(f"Sparse incidence must have shape (M, 2), got {tuple(incidence.shape)}.")
+                raise ValueError(f"Sparse incidence must have shape (M, 2) or (B, M, 2), got {tuple(incidence.shape)}.")
             self.vertex, self.edge = incidence[:, 0], incidence[:, 1]
             self.num_edges = num_edges
             ones = ops.ones(ops.shape(self.edge), dtype=dtype)
@@ -104,9 +106,35 @@ def _num_vertices(x):
     return x.shape[-2] if x.shape[-2] is not None else ops.shape(x)[-2]
 
 
+def _batched_pairs(incidence):
+    incidence = ops.convert_to_tensor(incidence)
+    return incidence, _is_sparse(incidence) and len(incidence.shape) == 3
+
+
+def _per_graph(op, x, pairs, num_edges, rows, edge_weight=None):
+    """Runs a sparse-form `op` on a batch: pairs (B, M, 2) and x (B, N, C) as one disjoint-union graph (each
+    graph's vertex and hyperedge indices offset by its position), the result reshaped to (B, rows, C) where
+    `rows` is "vertices" or "edges".
+    """
+    if num_edges is None:
+        raise ValueError("Sparse incidence pairs need num_edges (the number of hyperedges).")
+    if len(x.shape) != 3:
+        raise ValueError(f"Batched incidence pairs (B, M, 2) need features (B, N, C), got shape {tuple(x.shape)}.")
+    batch, n = ops.shape(x)[0], _num_vertices(x)
+    graph = ops.arange(batch, dtype=pairs.dtype)
+    offsets = ops.stack([graph * ops.cast(n, pairs.dtype), graph * num_edges], axis=-1)
+    flat = ops.reshape(pairs + offsets[:, None, :], (-1, 2))
+    weights = {} if edge_weight is None else {"edge_weight": ops.reshape(edge_weight, (-1,))}
+    out = op(ops.reshape(x, (-1, x.shape[-1])), flat, num_edges=batch * num_edges, **weights)
+    return ops.reshape(out, (batch, n if rows == "vertices" else num_edges, out.shape[-1]))
+
+
 def vertex_to_edge_mean(x, incidence, *, num_edges=None):
     """The mean feature of each hyperedge's vertices, `D_e^-1 H^T x`: (..., N, C) -> (..., E, C)."""
     x = ops.convert_to_tensor(x)
+    incidence, batched = _batched_pairs(incidence)
+    if batched:
+        return _per_graph(vertex_to_edge_mean, x, incidence, num_edges, "edges")
     graph = _Structure(incidence, None, num_edges, x.dtype)
     return graph.to_edges(x) * ops.expand_dims(_safe_inverse(graph.edge_degree), -1)
 
@@ -114,6 +142,9 @@ def vertex_to_edge_mean(x, incidence, *, num_edges=None):
 def hgnn_smooth(x, incidence, edge_weight=None, *, num_edges=None):
     """HGNN's spectral smoothing `D_v^-1/2 H W D_e^-1 H^T D_v^-1/2 x`: (..., N, C) -> (..., N, C)."""
     x = ops.convert_to_tensor(x)
+    incidence, batched = _batched_pairs(incidence)
+    if batched:
+        return _per_graph(hgnn_smooth, x, incidence, num_edges, "vertices", edge_weight)
     graph = _Structure(incidence, edge_weight, num_edges, x.dtype)
     n = _num_vertices(x)
     scale = ops.expand_dims(_safe_inverse(graph.vertex_degree(n), 0.5), -1)
@@ -126,6 +157,9 @@ def hgnnp_smooth(x, incidence, edge_weight=None, *, num_edges=None):
     """HGNN+'s two-stage mean message passing `D_v^-1 H W D_e^-1 H^T x` (vertex -> hyperedge mean, then
     weighted hyperedge -> vertex mean): (..., N, C) -> (..., N, C)."""
     x = ops.convert_to_tensor(x)
+    incidence, batched = _batched_pairs(incidence)
+    if batched:
+        return _per_graph(hgnnp_smooth, x, incidence, num_edges, "vertices", edge_weight)
     graph = _Structure(incidence, edge_weight, num_edges, x.dtype)
     n = _num_vertices(x)
     e = graph.to_edges(x) * ops.expand_dims(graph.edge_weight * _safe_inverse(graph.edge_degree), -1)

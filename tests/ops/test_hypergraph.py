@@ -69,6 +69,27 @@ def test_layers_project_then_smooth_in_both_forms():
         np.testing.assert_allclose(to_numpy(sparse([x, pairs, weight])), out, atol=1e-5)
 
 
+def test_batched_pairs_match_the_dense_batch():
+    """Two different graphs with the same N, E and M, as pairs (2, M, 2): each graph as its dense matrix."""
+    dense, pairs, weight, x = _graph()
+    order = np.random.default_rng(1).permutation(N)  # the second graph: the first with its vertices renumbered
+    dense2 = dense[np.argsort(order)]
+    pairs2 = np.stack([order[pairs[:, 0]], pairs[:, 1]], axis=1).astype("int32")
+    xs, weights = np.stack([x, x[::-1] * 2.0]), np.stack([weight, weight[::-1]])
+    denses, batched = np.stack([dense, dense2]), np.stack([pairs, pairs2])
+    edges = dense.shape[1]
+    for op in (hypergraph.hgnn_smooth, hypergraph.hgnnp_smooth):
+        expected = to_numpy(op(xs, denses, weights))
+        np.testing.assert_allclose(to_numpy(op(xs, batched, weights, num_edges=edges)), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(hypergraph.vertex_to_edge_mean(xs, batched, num_edges=edges)),
+        to_numpy(hypergraph.vertex_to_edge_mean(xs, denses)),
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError, match=r"need features \(B, N, C\), got shape \(12, 5\)"):
+        hypergraph.hgnn_smooth(x, batched, num_edges=edges)
+
+
 def test_sparse_pairs_need_the_edge_count():
     _, pairs, _, x = _graph()
     with pytest.raises(ValueError, match="num_edges"):
