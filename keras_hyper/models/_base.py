@@ -61,6 +61,12 @@ class Architecture:
     input-agnostic checks on them. `litert=False` declares a model whose operators have no builtin LiteRT
     lowering (its card says which); the harness then skips the export check instead of failing it.
 
+    `sample_inputs(builder_kwargs, batch, size, rng) -> (inputs, size, kwargs)`, where a non-image architecture
+    gives it, makes realistic inputs for a model built with `builder_kwargs` at the architecture's problem size
+    (for hypergraphs: vertices; `size=None` is the architecture's default), for `keras-hyper benchmark`; it
+    returns the inputs, the size they have and the builder kwargs they need (e.g. a sparse hypergraph's
+    `num_edges`; usually none).
+
     `zero_grad_at_init` names the variables (paths in `builder(**tiny)`) whose gradient the official design makes
     zero, up to rounding, at initialisation (each with its reason in a comment): the harness' fit check does not
     require one step to move them.
@@ -85,6 +91,7 @@ class Architecture:
     fixture_kwargs: Optional[Callable] = None
     fixture_cases: Optional[tuple] = None
     example_inputs: Optional[Callable] = None
+    sample_inputs: Optional[Callable] = None
     litert: bool = True
     zero_grad_at_init: tuple = ()
 

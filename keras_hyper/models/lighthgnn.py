@@ -3,7 +3,9 @@ for 100x Faster Inference", ICLR 2024, arXiv:2402.04296; paper 16 in PAPERS.md).
 
 - `hgnn`: the two-layer teacher, HGNN (`conv="hgnn"`, the official `MyHGNN`) or HGNN+ (`conv="hgnnp"`, DHG's
   `HGNNP`): convolution, ReLU, optional BatchNorm, dropout, convolution. Inputs: vertex features
-  (B, N, C) and the dense incidence matrix (B, N, E) of B graphs; output (B, N, num_classes) logits.
+  (B, N, C) and the dense incidence matrix (B, N, E) of B graphs, or with `incidence="sparse"` their incidence
+  pairs (B, M, 2) (O(M) memory and time instead of O(N E): what large hypergraphs need); output
+  (B, N, num_classes) logits.
 - `lighthgnn_mlp`: the student (`MyMLPs`): Linear, ReLU, BatchNorm, dropout, Linear on vertex features alone,
   (B, N, C) -> (B, N, num_classes): it needs no hypergraph at inference, which is the paper's point.
 
@@ -45,6 +47,7 @@ def hgnn(
     conv="hgnn",
     use_bn=False,
     drop_rate=0.5,
+    incidence="dense",
     num_vertices=None,
     num_edges=None,
     classifier_activation=None,
@@ -58,25 +61,34 @@ def hgnn(
         conv: "hgnn" (spectral smoothing) or "hgnnp" (HGNN+ two-stage mean message passing).
         use_bn: BatchNorm after the hidden ReLU (official teachers: False).
         drop_rate: dropout after the hidden layer.
+        incidence: "dense" (an (N, E) matrix per graph) or "sparse" (int32 `[vertex, hyperedge]` pairs (M, 2) per
+            graph, the same M in every graph of a batch; needs `num_edges`).
         num_vertices, num_edges: fix the graph size in the input shapes (None: any graph).
         classifier_activation: None (logits, what distillation needs) or an activation for the output.
         weights: None or an official state-dict file (`MyHGNN` / `dhg.models.HGNNP` layout).
     Returns:
-        A `keras.Model` taking `[features (B, N, in_channels), incidence (B, N, E)]`.
+        A `keras.Model` taking `[features (B, N, in_channels), incidence (B, N, E) | (B, M, 2)]`.
     """
     check_positive(in_channels=in_channels, num_classes=num_classes, hid_channels=hid_channels)
     _check_rate(drop_rate)
     if conv not in CONVS:
         raise ValueError(f"conv must be one of {sorted(CONVS)}, got {conv!r}.")
     features = keras.Input((num_vertices, in_channels), name="features")
-    incidence = keras.Input((num_vertices, num_edges), name="incidence")
-    x = CONVS[conv](hid_channels, name="layers-0")([features, incidence])
+    if incidence == "dense":
+        graph = keras.Input((num_vertices, num_edges), name="incidence")
+    elif incidence == "sparse":
+        check_positive(num_edges=num_edges)
+        graph = keras.Input((None, 2), dtype="int32", name="incidence")
+    else:
+        raise ValueError(f"incidence must be 'dense' or 'sparse', got {incidence!r}.")
+    edges = num_edges if incidence == "sparse" else None
+    x = CONVS[conv](hid_channels, num_edges=edges, name="layers-0")([features, graph])
     x = keras.layers.ReLU(name="layers-0-act")(x)
     if use_bn:
         x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="layers-0-bn")(x)
     x = keras.layers.Dropout(drop_rate, name="layers-0-drop")(x)
-    x = CONVS[conv](num_classes, name="layers-1")([x, incidence])
-    return _base.finish([features, incidence], _head(x, classifier_activation), name=name, weights=weights, arch=ARCH)
+    x = CONVS[conv](num_classes, num_edges=edges, name="layers-1")([x, graph])
+    return _base.finish([features, graph], _head(x, classifier_activation), name=name, weights=weights, arch=ARCH)
 
 
 def lighthgnn_mlp(
@@ -145,6 +157,36 @@ def _vertex_inputs(batch):
     return np.random.default_rng(0).normal(size=(batch, 14, 10)).astype("float32")
 
 
+# The benchmark's default hypergraph has the size of DHG's co-citation Cora: 2,708 vertices, 1,579 hyperedges.
+CORA_VERTICES, CORA_EDGES = 2708, 1579
+
+
+def sample_hypergraph(num_vertices, num_edges, rng, *, max_degree=5):
+    """A random (num_vertices, E) incidence matrix: `num_edges` hyperedges of 2 to `max_degree` distinct vertices,
+    then a singleton hyperedge for each vertex left in none (LightHGNN's preprocessing), so E >= num_edges."""
+    edges = [rng.choice(num_vertices, size=rng.integers(2, max_degree + 1), replace=False) for _ in range(num_edges)]
+    return incidence_matrix(edges, num_vertices, fix_isolated=True)
+
+
+def _sample_graph(builder_kwargs, batch, size, rng):
+    """Benchmark inputs of a teacher: `batch` random hypergraphs of `size` vertices (default Cora's) with Cora's
+    hyperedge-to-vertex ratio, in the incidence form the teacher takes; what it costs depends on the sizes, not on
+    the pattern."""
+    vertices = size or CORA_VERTICES
+    dense = sample_hypergraph(vertices, max(1, round(vertices * CORA_EDGES / CORA_VERTICES)), rng)
+    features = rng.standard_normal((batch, vertices, builder_kwargs["in_channels"])).astype("float32")
+    if builder_kwargs.get("incidence", "dense") == "dense":
+        return (features, np.repeat(dense[None], batch, axis=0)), vertices, {}
+    pairs = np.stack(np.nonzero(dense), axis=1).astype("int32")
+    return (features, np.repeat(pairs[None], batch, axis=0)), vertices, {"num_edges": dense.shape[1]}
+
+
+def _sample_vertices(builder_kwargs, batch, size, rng):
+    """Benchmark inputs of a student: the vertex features alone, as `_sample_graph`'s."""
+    vertices = size or CORA_VERTICES
+    return rng.standard_normal((batch, vertices, builder_kwargs["in_channels"])).astype("float32"), vertices, {}
+
+
 _PAPER = _base.Paper(
     "LightHGNN: Distilling Hypergraph Neural Networks into MLPs for 100x Faster Inference", "2402.04296", 16
 )
@@ -190,6 +232,7 @@ ARCH = _base.Architecture(
     # BN on, so that the harness trains and round-trips every layer kind the builder has
     tiny=dict(in_channels=10, num_classes=4, hid_channels=8, use_bn=True),
     example_inputs=_graph_inputs,
+    sample_inputs=_sample_graph,
 )
 
 STUDENT_ARCH = _base.Architecture(
@@ -203,4 +246,5 @@ STUDENT_ARCH = _base.Architecture(
     # a fixed vertex count: LiteRT export needs static shapes apart from the batch
     tiny=dict(in_channels=10, num_classes=4, hid_channels=16, num_vertices=14),
     example_inputs=_vertex_inputs,
+    sample_inputs=_sample_vertices,
 )
