@@ -10,6 +10,10 @@ How each figure is measured (CPU, threads left at each framework's default):
   (batch, classes) output is part of it and small next to the network.
 - Train step: `model.train_on_batch(x, y)` after `compile(SGD, sparse categorical crossentropy)`: forward,
   backward and update, compiled the same way per backend.
+- Non-image models (graphs, sequences) run on the inputs their architecture's `sample_inputs` makes at its
+  problem size (for hypergraphs, `size` is the number of vertices); their train step regresses the output onto
+  random targets of its shape (mean squared error), which fits any output and costs next to nothing beside the
+  network. Their rates count samples (batch elements: one graph each) rather than images.
 - timm: `timm.create_model(model_info(name).timm_name, pretrained=False)`; inference in eval mode under
   `torch.inference_mode`, train step in train mode with `torch.optim.SGD` and cross-entropy.
 - Timing: `warmup` untimed runs first (tracing and compilation happen there), then the median of `iters`
@@ -29,10 +33,12 @@ How each figure is measured (CPU, threads left at each framework's default):
   down many times over when another process holds one of their cores, so the report flags busy runs.
 """
 
+import ast
 import ctypes
 import gc
 import os
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -44,19 +50,20 @@ import numpy as np
 from keras_hyper import applications
 from keras_hyper.applications import registry
 
-# Row key and columns of the Speed table in a model card; `write_card` rewrites rows in this layout.
+# Row key and columns of the Speed table in a model card; `write_card` rewrites rows in this layout. "{unit}" is
+# "img" for image models and "sample" for the others.
 KEY = ("model", "backend", "batch", "size")
 COLUMNS = (
     ("model", "model"),
     ("backend", "backend"),
     ("batch", "batch"),
     ("size", "size"),
-    ("infer_img_s", "infer img/s"),
+    ("infer_img_s", "infer {unit}/s"),
     ("infer_ms", "infer ms/batch"),
-    ("train_img_s", "train img/s"),
+    ("train_img_s", "train {unit}/s"),
     ("peak_rss_mb", "peak RSS MB"),
-    ("timm_infer_img_s", "timm infer img/s"),
-    ("timm_train_img_s", "timm train img/s"),
+    ("timm_infer_img_s", "timm infer {unit}/s"),
+    ("timm_train_img_s", "timm train {unit}/s"),
     ("infer_ratio", "infer keras/timm"),
     ("train_ratio", "train keras/timm"),
     ("cpus", "CPUs"),
@@ -73,16 +80,29 @@ INTRO = (
     "keras/timm is the ratio of images/s: above 1, keras-hyper is faster. Peak RSS is the whole process' "
     "(framework runtime included)."
 )
+UNITS = {True: "img", False: "sample"}
 
 
 def benchmark(
-    name, *, batch=8, size=224, train=True, vs_timm=False, warmup=2, iters=10, weights=None, fused=False, log=None
+    name,
+    *,
+    batch=8,
+    size=None,
+    train=True,
+    vs_timm=False,
+    warmup=2,
+    iters=10,
+    weights=None,
+    fused=False,
+    options=None,
+    log=None,
 ):
     """Measures inference and train-step speed and peak memory of a registered model.
 
     Args:
         name: a registered model name (optionally `name.tag`).
-        batch, size: the batch of `size`x`size` RGB images to run.
+        batch, size: the batch of `size`x`size` RGB images to run (`size=None`: the model's input size); for a
+            non-image model, `batch` samples at its architecture's problem size `size` (see the module docstring).
         train: also time a training step.
         vs_timm: also measure the timm implementation (`model_info(name).timm_name`) in the same process.
         warmup: untimed runs before timing each measurement.
@@ -90,29 +110,53 @@ def benchmark(
         weights: as `keras_hyper.applications.load`; random initialisation by default.
         fused: time inference on the architecture's `reparameterize`d model (the deploy form: re-parameterised
             branches merged, BatchNorm folded); the train step always runs the training form.
+        options: builder keyword arguments for this run (e.g. `{"incidence": "sparse"}` for a hypergraph
+            teacher), passed to `keras_hyper.applications.load`; the card's model cell names them.
         log: called with a short progress message before each phase (e.g. `print`).
 
     Returns:
-        A dict: `model, backend, batch, size, weights, warmup, iters, cpus, malloc_pinned, infer_ms, infer_img_s,
-        train_ms, train_img_s, base_rss_mb, peak_rss_mb`, the same `timm_*` figures with `timm_name`, the ratios
+        A dict: `model, options, backend, unit ("img" or "sample"), batch, size, weights, warmup, iters, cpus,
+        malloc_pinned, infer_ms, infer_img_s, train_ms, train_img_s, base_rss_mb, peak_rss_mb` (`*_img_s` count
+        samples for a non-image model), the same `timm_*` figures with `timm_name`, the ratios
         `infer_ratio`, `train_ratio` (keras-hyper images/s over timm's), `other_cpus` (how many CPUs other
         processes kept busy on average during the run: the figures are only meaningful near 0) and the
         `command` that reproduces it. Figures that were not measured are None.
     """
-    for arg, value, low in (("batch", batch, 1), ("size", size, 1), ("iters", iters, 1), ("warmup", warmup, 0)):
+    checks = [("batch", batch, 1), ("iters", iters, 1), ("warmup", warmup, 0)]
+    for arg, value, low in checks + ([("size", size, 1)] if size is not None else []):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"benchmark {arg} must be an integer >= {low}, got {value!r}.")
     info = applications.model_info(name)
     if vs_timm and not info.timm_name:
         raise ValueError(f"{info.name} has no timm counterpart (its timm_name is not set); run without vs_timm.")
-    reparameterize = registry.lookup(info.name)[0].reparameterize
+    options = dict(options or {})
+    if not all(isinstance(key, str) for key in options):
+        raise ValueError(f"benchmark options must map builder argument names to values, got {options!r}.")
+    arch = registry.lookup(info.name)[0]
+    image = arch.example_inputs is None
+    if not image and arch.sample_inputs is None:
+        raise ValueError(
+            f"{info.name} is not an image model and its architecture ({arch.name}) declares no `sample_inputs`, "
+            "so the benchmark cannot make inputs for it."
+        )
+    reparameterize = arch.reparameterize
     if fused and reparameterize is None:
         raise ValueError(f"{info.name} has no inference fusion (its architecture declares no reparameterize).")
     log = log or (lambda message: None)
     backend = keras.backend.backend()
+    rng = np.random.default_rng(0)
+    if image:
+        size = size or info.input_size
+        x = rng.standard_normal((batch, size, size, 3)).astype("float32")
+        load_kwargs = dict(options, input_shape=x.shape[1:])
+    else:
+        x, size, needed = arch.sample_inputs({**info.builder_kwargs, **options}, batch, size, rng)
+        load_kwargs = {**needed, **options}
     result = dict(
         model=name,
+        options=options,
         backend=backend,
+        unit=UNITS[image],
         batch=batch,
         size=size,
         weights=weights,
@@ -124,16 +168,17 @@ def benchmark(
         timm_name=info.timm_name if vs_timm else None,
     )
     result.update({f"{prefix}{key}": None for prefix in ("", "timm_") for key in FIGURES})
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, size, size, 3)).astype("float32")
 
     before = _cpu_counters()
-    log(f"keras-hyper {name} on {backend}: batch {batch}, {size}x{size}")
+    log(f"keras-hyper {_label(result)} on {backend}: batch {batch}, {_size_text(result)}")
     result.update(
         _measure_keras(
             name,
             x,
             rng,
+            batch=batch,
+            image=image,
+            load_kwargs=load_kwargs,
             train=train,
             warmup=warmup,
             iters=iters,
@@ -154,16 +199,22 @@ def benchmark(
     return result
 
 
-def _measure_keras(name, x, rng, *, train, warmup, iters, weights, fuse):
+def _measure_keras(name, x, rng, *, batch, image, load_kwargs, train, warmup, iters, weights, fuse):
     base = _start_peak()
-    model = applications.load(name, weights=weights, input_shape=x.shape[1:])
+    model = applications.load(name, weights=weights, **load_kwargs)
+    if isinstance(x, tuple):
+        x = list(x)
     deployed = fuse(model) if fuse else model
     infer = _median_time(lambda: deployed.predict_on_batch(x), warmup, iters)
-    figures = _rates("infer", infer, len(x))
+    figures = _rates("infer", infer, batch)
     if train:
-        y = rng.integers(0, model.output_shape[-1], size=len(x))
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
-        figures.update(_rates("train", _median_time(lambda: model.train_on_batch(x, y), warmup, iters), len(x)))
+        if image:
+            y, loss = rng.integers(0, model.output_shape[-1], size=batch), "sparse_categorical_crossentropy"
+        else:
+            shape = keras.ops.shape(deployed.predict_on_batch(x))
+            y, loss = rng.standard_normal(tuple(shape)).astype("float32"), "mean_squared_error"
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss=loss)
+        figures.update(_rates("train", _median_time(lambda: model.train_on_batch(x, y), warmup, iters), batch))
     figures.update(_memory(base))
     return figures
 
@@ -304,6 +355,7 @@ def _command(result, *, train, vs_timm):
         parts.append(f"--weights {result['weights']}")
     if result["fused"]:
         parts.append("--fused")
+    parts += [f"--set {shlex.quote(f'{key}={option_text(value)}')}" for key, value in result["options"].items()]
     if result["warmup"] != 2:
         parts.append(f"--warmup {result['warmup']}")
     if result["iters"] != 10:
@@ -327,18 +379,50 @@ def _others(value):
     return "an unknown number of" if value is None else f"{value:.2f}"
 
 
+def parse_option(text):
+    """`KEY=VALUE` from the command line as `(key, value)`: VALUE a Python literal (`3`, `True`, `(7, 7)`), else the
+    string itself (`incidence=sparse`)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise ValueError(f"A builder option must read KEY=VALUE with KEY an argument name, got {text!r}.")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def option_text(value):
+    """The VALUE text that `parse_option` reads back as `value`."""
+    return value if isinstance(value, str) and parse_option(f"k={value}")[1] == value else repr(value)
+
+
+def _label(result):
+    """The model as the report and the card name it: a fused run and builder options are their own rows."""
+    notes = (["fused"] if result["fused"] else []) + [f"{k}={option_text(v)}" for k, v in result["options"].items()]
+    return f"{result['model']} ({', '.join(notes)})" if notes else result["model"]
+
+
+def _size_text(result):
+    size = result["size"]
+    return f"{size}x{size}" if result["unit"] == "img" else f"size {size}"
+
+
+def _titles(unit):
+    return [title.format(unit=unit) for _, title in COLUMNS]
+
+
 def format_report(result):
     """A readable markdown summary of a `benchmark()` result: one row per figure, keras-hyper next to timm."""
     timm = result["timm_name"]
+    unit = result["unit"]
 
     def figure(prefix, key):
         if key == "peak_rss_mb":
             return f"{_fmt(result[prefix + key])} ({_fmt(result[prefix + 'base_rss_mb'])})"
         return _fmt(result[prefix + key])
 
-    form = " (fused)" if result.get("fused") else ""
     lines = [
-        f"{result['model']}{form} on {result['backend']}: batch {result['batch']}, {result['size']}x{result['size']}, "
+        f"{_label(result)} on {result['backend']}: batch {result['batch']}, {_size_text(result)}, "
         f"{result['cpus']} CPUs, median of {result['iters']} runs after {result['warmup']} warm-up; other "
         f"processes kept {_others(result['other_cpus'])} CPUs busy on average; glibc malloc thresholds "
         + ("fixed" if result["malloc_pinned"] else "not fixed (not glibc)"),
@@ -347,9 +431,9 @@ def format_report(result):
         "|---|---:|" + ("---:|---:|" if timm else ""),
     ]
     for label, key, ratio in (
-        ("inference img/s", "infer_img_s", "infer_ratio"),
+        (f"inference {unit}/s", "infer_img_s", "infer_ratio"),
         ("inference ms/batch", "infer_ms", None),
-        ("train step img/s", "train_img_s", "train_ratio"),
+        (f"train step {unit}/s", "train_img_s", "train_ratio"),
         ("train step ms/batch", "train_ms", None),
         ("peak RSS MB (at start)", "peak_rss_mb", None),
     ):
@@ -369,8 +453,12 @@ def format_report(result):
 
 
 def card_for(name):
-    """The model card of a registered model's architecture in this checkout: `zoo/<arch>.md`."""
-    return Path(__file__).resolve().parents[1] / "zoo" / f"{applications.model_info(name).arch}.md"
+    """The model card of a registered model in this checkout: `zoo/<arch>.md`, or where an architecture shares its
+    module's card (LightHGNN's teachers and students, SLAB's Swin), `zoo/<module>.md`."""
+    zoo = Path(__file__).resolve().parents[1] / "zoo"
+    arch = registry.lookup(applications.model_info(name).name)[0]
+    own = zoo / f"{arch.name}.md"
+    return own if own.is_file() else zoo / f"{arch.builder.__module__.rsplit('.', 1)[-1]}.md"
 
 
 def write_card(result, card_path):
@@ -391,9 +479,8 @@ def write_card(result, card_path):
     if not path.is_file():
         raise FileNotFoundError(f"Model card '{path}' does not exist; write the card before recording speed in it.")
     lines = path.read_text().splitlines()
-    titles = [title for _, title in COLUMNS]
-    # a fused run is its own row: the model cell names the form
-    cells = {**result, "model": f"{result['model']} (fused)" if result.get("fused") else result["model"]}
+    titles = _titles(result["unit"])
+    cells = {**result, "model": _label(result)}
     new_row = _row([_cell(key, cells[key]) for key, _ in COLUMNS])
     table = [_row(titles), _row(["---"] * len(COLUMNS)), new_row]
 

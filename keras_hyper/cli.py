@@ -102,13 +102,23 @@ def _parser():
     sub = command("benchmark", _benchmark, "measure inference and train-step speed")
     sub.add_argument("name", help="a model name or name.tag")
     sub.add_argument("--batch", type=_positive, default=8, help="batch size (default 8)")
-    sub.add_argument("--size", type=_positive, help="input size (default: the model's)")
+    sub.add_argument(
+        "--size", type=_positive, help="input size, or a non-image model's problem size (default: the model's)"
+    )
     sub.add_argument("--no-train", dest="train", action="store_false", help="skip the train step")
     sub.add_argument("--vs-timm", action="store_true", help="also measure the timm implementation")
     sub.add_argument("--iters", type=_positive, default=10, help="timed runs; the median counts (default 10)")
     sub.add_argument("--warmup", type=_non_negative, default=2, help="untimed runs first (default 2)")
     sub.add_argument("--weights", help="weights to load (default: random weights)")
     sub.add_argument("--fused", action="store_true", help="time inference on the re-parameterised (deploy) model")
+    sub.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a builder argument for this run, e.g. --set incidence=sparse (repeatable)",
+    )
     sub.add_argument("--write-card", action="store_true", help="record the result in the model card zoo/<arch>.md")
     sub.add_argument("--card", help="the model card to record the result in (implies --write-card)")
 
@@ -315,7 +325,6 @@ def _export(args):
 def _benchmark(args):
     from keras_hyper import benchmark as bench
 
-    size = args.size or applications.model_info(args.name).input_size
     card = (args.card or bench.card_for(args.name)) if args.write_card or args.card else None
     if card is not None and not Path(card).is_file():
         # checked before the run, which takes minutes, rather than after it
@@ -323,13 +332,14 @@ def _benchmark(args):
     result = bench.benchmark(
         args.name,
         batch=args.batch,
-        size=size,
+        size=args.size,
         train=args.train,
         vs_timm=args.vs_timm,
         warmup=args.warmup,
         iters=args.iters,
         weights=args.weights,
         fused=args.fused,
+        options=dict(bench.parse_option(text) for text in args.options),
         log=lambda message: print(message, file=sys.stderr, flush=True),
     )
     print(bench.format_report(result))

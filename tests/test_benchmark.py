@@ -12,7 +12,7 @@ import pytest
 from keras_hyper import benchmark as bench
 from keras_hyper.applications import registry
 
-HEADER = "| " + " | ".join(title for _, title in bench.COLUMNS) + " |"
+HEADER = "| " + " | ".join(bench._titles("img")) + " |"
 RULE = "| " + " | ".join("---" for _ in bench.COLUMNS) + " |"
 
 
@@ -91,6 +91,72 @@ def test_write_card_keeps_fused_rows_apart(tmp_path):
     assert "| inceptionnext_tiny (fused) | jax | 8 | 224 | 12.0 |" in text
 
 
+@pytest.mark.parametrize("name", ["hgnn_cora", "lighthgnn_mlp_cora"])
+def test_non_image_models_run_on_their_sample_inputs(name, tmp_path):
+    """The hypergraph teacher and its student: `size` is the number of vertices, rates count graphs."""
+    result = bench.benchmark(name, batch=2, size=40, warmup=0, iters=1)
+    assert (result["unit"], result["batch"], result["size"]) == ("sample", 2, 40)
+    for key in ("infer_ms", "infer_img_s", "train_ms", "train_img_s"):
+        assert result[key] > 0, key
+    assert result["infer_img_s"] == pytest.approx(2e3 / result["infer_ms"], rel=0.02)
+    report = bench.format_report(result)
+    assert f"{name} on {keras.backend.backend()}: batch 2, size 40," in report
+    assert "| inference sample/s |" in report
+    assert result["command"].endswith(f"benchmark {name} --batch 2 --size 40 --warmup 0 --iters 1")
+    card = tmp_path / "lighthgnn.md"
+    card.write_text(CARD_HEAD + CARD_TAIL)
+    bench.write_card(result, card)
+    assert "| infer sample/s |" in card.read_text() and "| infer img/s |" not in card.read_text()
+
+
+def test_options_reach_the_builder_and_name_the_row(tmp_path):
+    """A sparse-incidence teacher: the option is built, its inputs made to fit, and it is its own card row."""
+    result = bench.benchmark("hgnn_cora", batch=1, size=40, warmup=0, iters=1, options={"incidence": "sparse"})
+    assert result["options"] == {"incidence": "sparse"} and result["infer_ms"] > 0 and result["train_ms"] > 0
+    assert " --set incidence=sparse " in result["command"]
+    assert f"hgnn_cora (incidence=sparse) on {keras.backend.backend()}: batch 1, size 40" in bench.format_report(result)
+    card = tmp_path / "lighthgnn.md"
+    card.write_text(CARD_HEAD + CARD_TAIL)
+    bench.write_card(result, card)
+    bench.write_card({**result, "options": {}}, card)
+    text = card.read_text()
+    assert "| hgnn_cora (incidence=sparse) | " in text and "| hgnn_cora | " in text
+    with pytest.raises(TypeError, match="no_such_argument"):
+        bench.benchmark("hgnn_cora", batch=1, size=40, warmup=0, iters=1, options={"no_such_argument": 1})
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("incidence=sparse", ("incidence", "sparse")), ("drop_rate=0.1", ("drop_rate", 0.1)), ("k=(7, 7)", ("k", (7, 7)))],
+)
+def test_parse_option(text, expected):
+    assert bench.parse_option(text) == expected
+    assert bench.parse_option(f"{expected[0]}={bench.option_text(expected[1])}") == expected
+
+
+@pytest.mark.parametrize("text", ["sparse", "=1", "a b=1"])
+def test_parse_option_rejects(text):
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        bench.parse_option(text)
+
+
+def test_card_for_finds_a_shared_card():
+    assert bench.card_for("hgnn_cora").name == "lighthgnn.md" and bench.card_for("hgnn_cora").is_file()
+    assert bench.card_for("inceptionnext_atto").name == "inceptionnext.md"
+
+
+def test_non_image_models_keep_their_default_size():
+    result = bench.benchmark("lighthgnn_mlp_cora", batch=1, warmup=0, iters=1, train=False)
+    assert result["size"] == 2708
+
+
+def test_non_image_model_without_sample_inputs(monkeypatch):
+    arch, variant = registry.lookup("lighthgnn_mlp_cora")
+    monkeypatch.setitem(registry._MODELS, variant.name, (dataclasses.replace(arch, sample_inputs=None), variant))
+    with pytest.raises(ValueError, match="lighthgnn_mlp_cora is not an image model .* declares no `sample_inputs`"):
+        bench.benchmark(variant.name, batch=1)
+
+
 @pytest.mark.parametrize("kwargs", [dict(batch=0), dict(size=-1), dict(iters=0), dict(warmup=-1), dict(batch=2.0)])
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError, match="must be an integer"):
@@ -101,7 +167,9 @@ def fake_result(**overrides):
     """A benchmark() result without running one."""
     figures = dict(
         model="inceptionnext_tiny",
+        options={},
         backend="jax",
+        unit="img",
         batch=8,
         size=224,
         weights=None,
