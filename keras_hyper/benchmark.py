@@ -134,6 +134,8 @@ def benchmark(
         raise ValueError(f"benchmark options must map builder argument names to values, got {options!r}.")
     arch = registry.lookup(info.name)[0]
     image = arch.example_inputs is None
+    if image and "input_shape" in options:
+        raise ValueError(f"Set an image model's input size with `size`, not options={options!r}.")
     if not image and arch.sample_inputs is None:
         raise ValueError(
             f"{info.name} is not an image model and its architecture ({arch.name}) declares no `sample_inputs`, "
