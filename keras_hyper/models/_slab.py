@@ -8,9 +8,19 @@ import numpy as np
 
 from keras_hyper.layers import DropPath
 from keras_hyper.layers.prepbn import PRepBN
-from keras_hyper.models import _fusion
+from keras_hyper.models import _base, _fusion
 
 NORMS = ("prepbn", "layernorm")
+
+# what the registry records of every SLAB architecture
+PAPER = _base.Paper(
+    "SLAB: Efficient Transformers with Simplified Linear Attention and Progressive Re-parameterized Batch "
+    "Normalization",
+    "2405.11582",
+    59,
+)
+LICENSE = "none (the official repository has no licence file)"
+SOURCE = "https://github.com/xinghaochen/SLAB"
 _TRUNC = keras.initializers.TruncatedNormal(stddev=0.02)
 
 

@@ -327,13 +327,6 @@ def fixture_kwargs(meta):
 reparameterize = _slab.reparameterize
 
 
-_PAPER = _base.Paper(
-    "SLAB: Efficient Transformers with Simplified Linear Attention and Progressive Re-parameterized Batch "
-    "Normalization",
-    "2405.11582",
-    59,
-)
-
 _DEIT_T = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, mlp_ratio=4.0)
 _DEIT_S = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0)
 
@@ -352,10 +345,10 @@ ARCH = _base.Architecture(
     name="slab",
     builder=slab_deit,
     convert=convert_slab_deit,
-    paper=_PAPER,
+    paper=_slab.PAPER,
     variants=VARIANTS,
-    license="none (the official repository has no licence file)",
-    source="https://github.com/xinghaochen/SLAB",
+    license=_slab.LICENSE,
+    source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
     # r0 = 0.5: with the official r0 = 1 the first step weights RepBN by 0, so one fit step could not move it;
@@ -395,10 +388,10 @@ SWIN_ARCH = _base.Architecture(
     name="slab_swin",
     builder=slab_swin,
     convert=convert_slab_swin,
-    paper=_PAPER,
+    paper=_slab.PAPER,
     variants=SWIN_VARIANTS,
-    license="none (the official repository has no licence file)",
-    source="https://github.com/xinghaochen/SLAB",
+    license=_slab.LICENSE,
+    source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
     # every path at 32 px: shifted 2x2 softmax windows (8x8 map), patch merging, a global SLA stage (4x4)

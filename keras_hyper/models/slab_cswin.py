@@ -199,13 +199,6 @@ def convert_slab_cswin(state_dict, model):
 # the inference form: PRepBN -> BatchNorm, folded into the neighbouring convolution or Dense (see _slab)
 reparameterize = _slab.reparameterize
 
-_PAPER = _base.Paper(
-    "SLAB: Efficient Transformers with Simplified Linear Attention and Progressive Re-parameterized Batch "
-    "Normalization",
-    "2405.11582",
-    59,
-)
-
 VARIANTS = (
     _base.Variant(
         "slab_cswin_t",
@@ -221,10 +214,10 @@ ARCH = _base.Architecture(
     name="slab_cswin",
     builder=slab_cswin,
     convert=convert_slab_cswin,
-    paper=_PAPER,
+    paper=_slab.PAPER,
     variants=VARIANTS,
-    license="none (the official repository has no licence file)",
-    source="https://github.com/xinghaochen/SLAB",
+    license=_slab.LICENSE,
+    source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
     # 32 px: an 8x8 stage of softmax attention in 2-wide vertical and horizontal stripes, a merge, a global 4x4

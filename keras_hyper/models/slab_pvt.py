@@ -176,13 +176,6 @@ def convert_slab_pvt(state_dict, model):
 # the inference form: PRepBN -> BatchNorm, folded into the neighbouring convolution or Dense (see _slab)
 reparameterize = _slab.reparameterize
 
-_PAPER = _base.Paper(
-    "SLAB: Efficient Transformers with Simplified Linear Attention and Progressive Re-parameterized Batch "
-    "Normalization",
-    "2405.11582",
-    59,
-)
-
 VARIANTS = (
     _base.Variant("slab_pvt_t", dict(depths=(2, 2, 2, 2)), num_params=12_157_692, paper_top1=76.5),
     _base.Variant("slab_pvt_s", dict(depths=(3, 4, 6, 3), drop_path_rate=0.1), num_params=21_683_788),
@@ -194,10 +187,10 @@ ARCH = _base.Architecture(
     name="slab_pvt",
     builder=slab_pvt,
     convert=convert_slab_pvt,
-    paper=_PAPER,
+    paper=_slab.PAPER,
     variants=VARIANTS,
-    license="none (the official repository has no licence file)",
-    source="https://github.com/xinghaochen/SLAB",
+    license=_slab.LICENSE,
+    source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
     # 32 px: stages of 8x8 and 4x4 tokens; r0 = 0.5 so that one fit step moves RepBN too
