@@ -20,36 +20,11 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
-from keras_hyper.layers import DropPath, FirstToken, GridSelfAttention, HyenaOperator2D, PositionEmbedding2D
+from keras_hyper.layers import FirstToken, GridSelfAttention, HyenaOperator2D, PositionEmbedding2D
 from keras_hyper.layers.hyena import decay_rates, positional_features
-from keras_hyper.models import _base
+from keras_hyper.models import _base, _vit
 
-LN_EPSILON = 1e-6
 METHODS = ("hyena2d", "hyena2dattn")
-
-
-def _dense_init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
-
-
-def _layer_norm(name):
-    return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name)
-
-
-def _block(x, prefix, *, mixer, num_heads, mlp_ratio, drop_path):
-    dim = x.shape[-1]
-    y = _layer_norm(f"{prefix}-norm1")(x)
-    y = mixer(y)
-    if drop_path > 0.0:
-        y = DropPath(drop_path, name=f"{prefix}-drop_path1")(y)
-    x = keras.layers.Add(name=f"{prefix}-add1")([x, y])
-    y = _layer_norm(f"{prefix}-norm2")(x)
-    y = keras.layers.Dense(int(dim * mlp_ratio), kernel_initializer=_dense_init(), name=f"{prefix}-mlp-fc1")(y)
-    y = keras.layers.Activation("gelu", name=f"{prefix}-mlp-act")(y)
-    y = keras.layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{prefix}-mlp-fc2")(y)
-    if drop_path > 0.0:
-        y = DropPath(drop_path, name=f"{prefix}-drop_path2")(y)
-    return keras.layers.Add(name=f"{prefix}-add2")([x, y])
 
 
 def block_mixers(depth, method):
@@ -146,12 +121,12 @@ def hyena_vit(
                 long_conv=long_conv,
                 name=f"blocks-{index}-attn",
             )
-        x = _block(x, f"blocks-{index}", mixer=mixer, num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path=rate)
-    x = _layer_norm("norm")(x)
+        x = _vit.block(x, f"blocks-{index}", mixer, mlp_ratio=mlp_ratio, drop_path=rate)
+    x = _vit.layer_norm("norm")(x)
     if include_top:
         # no class token: the official head reads token 0, the top-left patch
         x = FirstToken(name="first_token")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=_dense_init(), name="head")(x)
+        x = keras.layers.Dense(num_classes, kernel_initializer=_vit.dense_init(), name="head")(x)
         x = _base.predictions(x, classifier_activation)
     else:
         x = _base.pool(x, pooling)

@@ -23,38 +23,18 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
-from keras_hyper.layers import DropPath, EffLayer, GridSelfAttention, PositionEmbedding2D
-from keras_hyper.models import _base
+from keras_hyper.layers import EffLayer, GridSelfAttention, PositionEmbedding2D
+from keras_hyper.models import _base, _vit
 
-LN_EPSILON = 1e-6
 ATTN_TYPES = ("max", "attn")
 
 
-def _dense_init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
-
-
-def _layer_norm(name):
-    return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name)
-
-
 def _block(x, prefix, *, mixer, num_heads, mlp_ratio, drop_path):
-    dim = x.shape[-1]
-    y = _layer_norm(f"{prefix}-norm1")(x)
     if mixer == "attn":
-        y = GridSelfAttention(num_heads, name=f"{prefix}-attn")(y)
+        layer = GridSelfAttention(num_heads, name=f"{prefix}-attn")
     else:
-        y = EffLayer(expansion=3, pool_size=3, name=f"{prefix}-attn")(y)
-    if drop_path > 0.0:
-        y = DropPath(drop_path, name=f"{prefix}-drop_path1")(y)
-    x = keras.layers.Add(name=f"{prefix}-add1")([x, y])
-    y = _layer_norm(f"{prefix}-norm2")(x)
-    y = keras.layers.Dense(int(dim * mlp_ratio), kernel_initializer=_dense_init(), name=f"{prefix}-mlp-fc1")(y)
-    y = keras.layers.Activation("gelu", name=f"{prefix}-mlp-act")(y)
-    y = keras.layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{prefix}-mlp-fc2")(y)
-    if drop_path > 0.0:
-        y = DropPath(drop_path, name=f"{prefix}-drop_path2")(y)
-    return keras.layers.Add(name=f"{prefix}-add2")([x, y])
+        layer = EffLayer(expansion=3, pool_size=3, name=f"{prefix}-attn")
+    return _vit.block(x, prefix, layer, mlp_ratio=mlp_ratio, drop_path=drop_path)
 
 
 def _mixers(depth, attn_type):
@@ -65,10 +45,10 @@ def _mixers(depth, attn_type):
 
 
 def _head(x, *, include_top, pooling, num_classes, classifier_activation):
-    x = _layer_norm("norm")(x)
+    x = _vit.layer_norm("norm")(x)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=_dense_init(), name="head")(x)
+        x = keras.layers.Dense(num_classes, kernel_initializer=_vit.dense_init(), name="head")(x)
         return _base.predictions(x, classifier_activation)
     return _base.pool(x, pooling)
 
