@@ -36,7 +36,7 @@ from keras_hyper.layers.conhd import (
     SetUNP,
 )
 from keras_hyper.layers.contmix import ContMix, ResizeLike
-from keras_hyper.layers.conv import DepthwiseConv2D
+from keras_hyper.layers.conv import Conv2D, DepthwiseConv2D
 from keras_hyper.layers.crossd import CrossDConv2D
 from keras_hyper.layers.cswin_attention import CrossShapedWindowAttention
 from keras_hyper.layers.dcls import DCLSConv2D, DCLSPositions, PositionClip
@@ -145,6 +145,7 @@ __all__ = [
     "ConvInteraction",
     "CoordinateAttention",
     "CrossDConv2D",
+    "Conv2D",
     "CrossShapedWindowAttention",
     "DCLSConv2D",
     "DCLSPositions",

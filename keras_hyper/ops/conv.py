@@ -23,8 +23,9 @@ def depthwise_conv2d(x, kernel, padding="same", dilation=1):
 
     XLA's CPU grouped convolution is slow: on JAX, kernels of at most `MAX_TAPS` taps run as a sum of shifted,
     per-channel-scaled slices, which XLA fuses into one loop (some 40x faster at 7x7), and larger kernels as an
-    FFT convolution (13x13 at 56x56: 11x faster; 31x31: 26x). TensorFlow and PyTorch have fast native depthwise
-    kernels and use `keras.ops`.
+    FFT convolution (13x13 at 56x56: 11x faster; 31x31: 26x). On PyTorch the native depthwise kernel runs on the
+    channels-last tensor as it is (Keras' wrapper copies it twice: 13x slower at 3x3, see `_backend/torch.py`);
+    TensorFlow uses `keras.ops`.
     """
     if padding not in ("same", "valid"):
         raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}.")
@@ -39,4 +40,49 @@ def depthwise_conv2d(x, kernel, padding="same", dilation=1):
         if kh * kw <= MAX_TAPS:
             return fast.depthwise_conv2d(x, kernel, padding, dilation)
         return fast.depthwise_conv2d_fft(x, kernel, padding, dilation)
+    if keras.config.backend() == "torch":
+        from keras_hyper.ops._backend import torch as fast
+
+        same = padding == "same"
+        pads = (dilation * (kh // 2) * same, dilation * (kw // 2) * same)
+        return fast.depthwise_conv2d(ops.convert_to_tensor(x), ops.convert_to_tensor(kernel), pads, dilation)
     return ops.depthwise_conv(x, kernel, padding=padding, dilation_rate=dilation)
+
+
+def conv2d(x, kernel, strides=1, padding="valid", dilation=1, groups=1):
+    """2-D convolution, channels last, as `keras.ops.conv` with `groups` taken from the kernel.
+
+    Args:
+        x: `(B, H, W, Cin)`.
+        kernel: `(kh, kw, Cin / groups, Cout)`, as `keras.layers.Conv2D` stores it.
+        strides, dilation: ints or pairs.
+        padding: "valid", or "same" (TensorFlow's rule: the extra pixel of an odd total goes after).
+        groups: `Cin // kernel.shape[2]`.
+
+    Returns:
+        `(B, H', W', Cout)`.
+
+    On PyTorch, whenever the padding is symmetric (valid, or same with stride 1 and odd dilated kernel extents)
+    the native convolution runs on the channels-last tensor as it is, without the two copies Keras' wrapper
+    makes (see `_backend/torch.py`); everything else is `keras.ops.conv`.
+    """
+    strides, dilation = _pair(strides, "strides"), _pair(dilation, "dilation")
+    if padding not in ("same", "valid"):
+        raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}.")
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    symmetric = padding == "valid" or (strides == (1, 1) and kh % 2 == 1 and kw % 2 == 1)
+    if keras.config.backend() == "torch" and symmetric:
+        from keras_hyper.ops._backend import torch as fast
+
+        same = padding == "same"
+        pads = (dilation[0] * (kh // 2) * same, dilation[1] * (kw // 2) * same)
+        x, kernel = ops.convert_to_tensor(x), ops.convert_to_tensor(kernel)
+        return fast.conv2d(x, kernel, strides, pads, dilation, groups)
+    return ops.conv(x, kernel, strides=strides, padding=padding, dilation_rate=dilation)
+
+
+def _pair(value, name):
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
+        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}.")
+    return pair

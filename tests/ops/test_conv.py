@@ -38,7 +38,7 @@ def test_matches_numpy(shape, padding, dilation):
     np.testing.assert_allclose(out, expected, atol=2e-5 * max(1.0, np.abs(expected).max()))
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the fast paths exist on JAX only")
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="checks the JAX fast paths against XLA's convolution")
 @pytest.mark.parametrize("shape", [(3, 5), (9, 11)], ids=["shifted-sum", "fft"])
 def test_jax_fast_path_gradients_match_xla_convolution(shape):
     import jax
@@ -84,3 +84,46 @@ def test_depthwise_layer_equals_keras_layer(kwargs):
     theirs.build(x.shape)
     theirs.set_weights(ours.get_weights())
     np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(theirs(x)), atol=1e-4)
+
+
+# the PyTorch fast path (symmetric padding) and each fallback: stride-2 'same', even kernels under 'same'
+CONV_CASES = [
+    dict(kernel_size=3, padding="same"),
+    dict(kernel_size=1, padding="valid"),
+    dict(kernel_size=(3, 5), padding="same", dilation_rate=2),
+    dict(kernel_size=4, padding="valid", strides=2),
+    dict(kernel_size=3, padding="valid", strides=(2, 1), groups=2),
+    dict(kernel_size=3, padding="same", strides=2),
+    dict(kernel_size=2, padding="same"),
+]
+
+
+@pytest.mark.parametrize("kwargs", CONV_CASES)
+def test_conv_layer_equals_keras_layer_forward_and_backward(kwargs):
+    x = np.random.default_rng(3).normal(size=(2, 15, 16, 4)).astype("float32")
+    ours = hyper_layers.Conv2D(6, **kwargs, bias_initializer="random_normal")
+    ours.build(x.shape)
+    theirs = keras.layers.Conv2D.from_config(ours.get_config())
+    theirs.build(x.shape)
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(theirs(x)), atol=1e-4)
+    clone = hyper_layers.Conv2D.from_config(ours.get_config())
+    assert clone.get_config() == ours.get_config()
+    if keras.backend.backend() == "torch":  # the fast path's gradients are torch autograd's
+        import torch
+
+        grads = []
+        for layer in (ours, theirs):
+            t = torch.tensor(x, requires_grad=True)
+            (layer(t) ** 2).sum().backward()
+            grads.append((t.grad.numpy(), to_numpy(layer.kernel.value.grad)))
+        for got, expected in zip(*grads):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_conv2d_rejects_bad_arguments():
+    x, kernel = np.zeros((1, 8, 8, 2), "float32"), np.zeros((3, 3, 2, 4), "float32")
+    with pytest.raises(ValueError, match="padding must be 'same' or 'valid', got 'causal'"):
+        hyper_ops.conv2d(x, kernel, padding="causal")
+    with pytest.raises(ValueError, match=r"strides must be a positive int or a pair of them, got \(1, 0\)"):
+        hyper_ops.conv2d(x, kernel, strides=(1, 0))
