@@ -29,7 +29,7 @@ import numpy as np
 from keras import ops
 
 from keras_hyper import ops as hyper_ops
-from keras_hyper.layers.conv import DepthwiseConv2D
+from keras_hyper.layers.conv import Conv2D, DepthwiseConv2D
 
 VERSIONS = ("v0", "v1", "gauss", "max")
 # The package adds these to |sigma| so that a zero sigma still spreads over about one pixel.
@@ -350,7 +350,7 @@ class DCLSConv2D(keras.layers.Layer):
     def fuse(self, positions=None):
         """The inference form: a plain convolution layer (same name) holding the constructed kernel, so that
         nothing is interpolated per call. Depthwise layers become a `DepthwiseConv2D` (the keras-hyper one, which
-        takes the fast depthwise path of `keras_hyper.ops` on JAX), the others a `keras.layers.Conv2D`.
+        takes the fast depthwise path of `keras_hyper.ops` on JAX), the others a `Conv2D`.
         `positions` (an array) are needed where the layer shares them."""
         kernel = np.asarray(ops.convert_to_numpy(self.dense_kernel(positions)))
         common = dict(
@@ -365,7 +365,7 @@ class DCLSConv2D(keras.layers.Layer):
             layer = DepthwiseConv2D(depth_multiplier=self.filters // self.input_channels, **common)
             kernel = kernel.reshape(*self.dilated_kernel_size, self.input_channels, -1)
         else:
-            layer = keras.layers.Conv2D(self.filters, groups=self.groups, **common)
+            layer = Conv2D(self.filters, groups=self.groups, **common)
         layer.build((None, None, None, self.input_channels))
         weights = [kernel] + ([np.asarray(ops.convert_to_numpy(self.bias))] if self.use_bias else [])
         layer.set_weights(weights)

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers.conv import Conv2D
+
 
 def _make_divisible(value, divisor=8, round_limit=0.9):
     """timm's `make_divisible`: the nearest multiple of `divisor` (at least `divisor`), one step up where
@@ -175,7 +177,7 @@ class HaloAttention(keras.layers.Layer):
         self.dim_head_v = dim_out // self.num_heads
         self.scale = self.dim_head_qk**-0.5
         init = keras.initializers.TruncatedNormal(stddev=channels**-0.5)
-        self.q = keras.layers.Conv2D(
+        self.q = Conv2D(
             self.num_heads * self.dim_head_qk,
             1,
             strides=self.block_stride,
@@ -184,7 +186,7 @@ class HaloAttention(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="q",
         )
-        self.kv = keras.layers.Conv2D(
+        self.kv = Conv2D(
             self.num_heads * (self.dim_head_qk + self.dim_head_v),
             1,
             use_bias=self.qkv_bias,
@@ -340,7 +342,7 @@ class BottleneckAttention(keras.layers.Layer):
         self.dim_head_qk = self.dim_head or _make_divisible(dim_out * self.qk_ratio) // self.num_heads
         self.dim_head_v = dim_out // self.num_heads
         self.scale = self.dim_head_qk**-0.5
-        self.qkv = keras.layers.Conv2D(
+        self.qkv = Conv2D(
             self.num_heads * (2 * self.dim_head_qk + self.dim_head_v),
             1,
             use_bias=self.qkv_bias,

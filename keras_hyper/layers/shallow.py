@@ -12,6 +12,8 @@ exactly for a single layer.
 
 import keras
 
+from keras_hyper.layers.conv import Conv2D
+
 FORMS = ("deep", "shallow")
 
 
@@ -46,7 +48,7 @@ class ResidualStack(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         self.convs = [
-            keras.layers.Conv2D(channels, self.kernel_size, padding="same", dtype=self.dtype_policy, name=f"conv_{i}")
+            Conv2D(channels, self.kernel_size, padding="same", dtype=self.dtype_policy, name=f"conv_{i}")
             for i in range(self.depth)
         ]
         for conv in self.convs:

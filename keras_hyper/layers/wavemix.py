@@ -9,6 +9,7 @@ feed-forward restores the input's channels and resolution.
 
 import keras
 
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.ops import wavelets
 
 LEVELS = (1, 2, 3, 4)
@@ -59,7 +60,7 @@ class WaveMixBlock(keras.layers.Layer):
         if dim is None or dim % 4:
             raise ValueError(f"WaveMixBlock needs a channel count divisible by 4, got input shape {input_shape}.")
         policy = self.dtype_policy
-        self.reduction = keras.layers.Conv2D(dim // 4, 1, name="reduction", dtype=policy)
+        self.reduction = Conv2D(dim // 4, 1, name="reduction", dtype=policy)
         self.reduction.build(input_shape)
         self.feedforwards = []
         batch = input_shape[0]
@@ -68,10 +69,10 @@ class WaveMixBlock(keras.layers.Layer):
             in_dim = dim if deepest else dim + dim // 2
             out_dim = dim if j == 1 else dim // 2
             layers = [
-                keras.layers.Conv2D(dim * self.mult, 1, name=f"{name}-0", dtype=policy),
+                Conv2D(dim * self.mult, 1, name=f"{name}-0", dtype=policy),
                 keras.layers.Activation("gelu", dtype=policy),  # exact (erf) GELU, as nn.GELU()
                 keras.layers.Dropout(self.dropout, dtype=policy),
-                keras.layers.Conv2D(self.ff_channel, 1, name=f"{name}-3", dtype=policy),
+                Conv2D(self.ff_channel, 1, name=f"{name}-3", dtype=policy),
                 keras.layers.Conv2DTranspose(out_dim, 4, strides=2, padding="same", name=f"{name}-4", dtype=policy),
                 keras.layers.BatchNormalization(
                     epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}-5", dtype=policy

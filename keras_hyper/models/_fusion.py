@@ -10,9 +10,10 @@ a new model and leaves the original untouched.
 import keras
 import numpy as np
 
-from keras_hyper.layers.conv import DepthwiseConv2D
+from keras_hyper.layers.conv import Conv2D, DepthwiseConv2D
 
-LINEAR = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D, DepthwiseConv2D)
+CONVS = (keras.layers.Conv2D, Conv2D)
+LINEAR = (*CONVS, keras.layers.Dense, keras.layers.DepthwiseConv2D, DepthwiseConv2D)
 
 
 def _affine(bn):
@@ -31,7 +32,7 @@ def _foldable_into_input(layer):
         return True
     # the shift of a folded input is a bias only if no zero padding touches it, and a grouped kernel mixes
     # only its own group's channels
-    return type(layer) is keras.layers.Conv2D and layer.padding == "valid" and layer.groups == 1
+    return type(layer) in CONVS and layer.padding == "valid" and layer.groups == 1
 
 
 def _plan(model):

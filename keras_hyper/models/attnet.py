@@ -21,6 +21,7 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import ATConv, DepthwiseConv2D, DropPath, LayerScale
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base
 
 BN_EPSILON = 1e-5
@@ -35,7 +36,7 @@ def _conv_bn(x, dim, prefix):
     """3x3 stride-2 convolution with PyTorch's symmetric padding 1 ('same' would pad only the bottom/right
     of an even input), then BatchNormalization; weights at `<prefix>.0`, `<prefix>.1`."""
     x = keras.layers.ZeroPadding2D(1, name=f"{prefix}-pad")(x)
-    x = keras.layers.Conv2D(dim, 3, strides=2, use_bias=False, kernel_initializer=_init(), name=f"{prefix}-0")(x)
+    x = Conv2D(dim, 3, strides=2, use_bias=False, kernel_initializer=_init(), name=f"{prefix}-0")(x)
     return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{prefix}-1")(x)
 
 

@@ -19,6 +19,7 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DropPath
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base, _fusion
 
 BN_EPSILON = 1e-5
@@ -45,7 +46,7 @@ def convfirst_block(x, prefix, *, kernel_size=3, group_width=8, mlp_ratio=4, act
         raise ValueError(f"Block '{prefix}': its {dim} channels are not a multiple of group_width={group_width}.")
     shortcut = x
     # no bias: the BatchNormalization after it has one
-    x = keras.layers.Conv2D(
+    x = Conv2D(
         dim,
         kernel_size,
         padding="same",
@@ -115,14 +116,14 @@ def convfirst(
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = keras.layers.Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="stem-0")(x)
+    x = Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="stem-0")(x)
     x = _batch_norm("stem-1")(x)
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
             x = _batch_norm(f"stages-{i}-downsample-0")(x)
-            x = keras.layers.Conv2D(dim, 2, strides=2, kernel_initializer=_init(), name=f"stages-{i}-downsample-1")(x)
+            x = Conv2D(dim, 2, strides=2, kernel_initializer=_init(), name=f"stages-{i}-downsample-1")(x)
         for j in range(depth):
             x = convfirst_block(
                 x,

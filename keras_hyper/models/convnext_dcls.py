@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DCLSConv2D, DCLSPositions, DropPath, LayerScale
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base
 
 LN_EPSILON = 1e-6
@@ -107,7 +108,7 @@ def convnext_dcls(
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = keras.layers.Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="downsample_layers-0-0")(x)
+    x = Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="downsample_layers-0-0")(x)
     x = _layer_norm("downsample_layers-0-1")(x)
 
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
@@ -115,7 +116,7 @@ def convnext_dcls(
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
             x = _layer_norm(f"downsample_layers-{i}-0")(x)
-            x = keras.layers.Conv2D(dim, 2, strides=2, kernel_initializer=_init(), name=f"downsample_layers-{i}-1")(x)
+            x = Conv2D(dim, 2, strides=2, kernel_initializer=_init(), name=f"downsample_layers-{i}-1")(x)
         positions = DCLSPositions(dim, dcls_kernel_count, dcls_kernel_size, name=f"stages-{i}-positions")(x)
         for j in range(depth):
             x = _block(

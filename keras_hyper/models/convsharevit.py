@@ -18,6 +18,7 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DropPath
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.shared_attention import SharedConvAttention, SharedConvMLP
 from keras_hyper.layers.soft_hypergraph import ClassTokenEmbedding, ClassTokenSelect, PatchTokenGrid
 from keras_hyper.models import _base
@@ -87,7 +88,7 @@ def convsharevit(
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
 
-    x = grid = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
+    x = grid = Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
     x = ClassTokenEmbedding((height // patch_size, width // patch_size), name="embedding")(x)
     for i in range(depth):
         for part, layer in (("1", attention[i]), ("2", mlps[i])):

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.crossd import CrossDConv2D, kernel_2d_to_3d
 from keras_hyper.models import _base
 
@@ -33,7 +34,7 @@ def _conv(x, name, filters, kernel, stride, padding, cross_d):
         x = keras.layers.ZeroPadding2D(padding, name=f"{name}-pad")(x)
     # torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu")
     init = keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / (kernel * kernel * filters)))
-    return keras.layers.Conv2D(filters, kernel, strides=stride, use_bias=False, kernel_initializer=init, name=name)(x)
+    return Conv2D(filters, kernel, strides=stride, use_bias=False, kernel_initializer=init, name=name)(x)
 
 
 def _bn(x, name):
@@ -157,7 +158,7 @@ def transfer_2d_weights(source, target):
                 f"The 2-D model {source.name!r} has no layer {layer.name!r} to take weights from."
             ) from err
         if isinstance(layer, CrossDConv2D):
-            if type(other) is not keras.layers.Conv2D or other.groups != layer.groups:
+            if type(other) not in (keras.layers.Conv2D, Conv2D) or other.groups != layer.groups:
                 raise ValueError(
                     f"Layer {layer.name!r}: a CrossDConv2D takes its kernel from a Conv2D with groups={layer.groups}, "
                     f"got {type(other).__name__}."

@@ -35,6 +35,7 @@ from keras_hyper.layers.complex import (
     RealToComplex,
     ZReLU,
 )
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base
 
 COMPLEX_ACTIVATIONS = {"crelu": CReLU, "modrelu": ModReLU, "zrelu": ZReLU, "cardioid": Cardioid}
@@ -105,7 +106,7 @@ def cvcnn(
                 x = ComplexBatchNormalization(momentum=0.9, scale_matrix="full", name=f"{prefix}-bn")(x)
                 x = COMPLEX_ACTIVATIONS[complex_activation](name=f"{prefix}-act")(x)
             else:
-                x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv")(x)
+                x = Conv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv")(x)
                 x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}-bn")(x)
                 x = keras.layers.ReLU(name=f"{prefix}-act")(x)
         pool = ComplexMaxPooling2D if complex_valued and complex_pooling == "modulus" else keras.layers.MaxPooling2D

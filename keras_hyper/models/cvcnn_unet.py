@@ -27,6 +27,7 @@ from keras_hyper.layers.complex import (
     RealToComplex,
     ZReLU,
 )
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base
 
 COMPLEX_ACTIVATIONS = {"crelu": CReLU, "modrelu": ModReLU, "zrelu": ZReLU, "cardioid": Cardioid}
@@ -101,7 +102,7 @@ def cvcnn_unet(
                 x = ComplexBatchNormalization(momentum=0.9, scale_matrix="full", name=f"{prefix}-bn{index}")(x)
                 x = COMPLEX_ACTIVATIONS[complex_activation](name=f"{prefix}-act{index}")(x)
             else:
-                x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv{index}")(x)
+                x = Conv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv{index}")(x)
                 x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}-bn{index}")(x)
                 x = keras.layers.ReLU(name=f"{prefix}-act{index}")(x)
         return x
@@ -128,7 +129,7 @@ def cvcnn_unet(
         x = ComplexConv2D(num_classes, 1, name="head")(x)
         x = Magnitude(name="head_modulus")(x)
     else:
-        x = keras.layers.Conv2D(num_classes, 1, name="head")(x)
+        x = Conv2D(num_classes, 1, name="head")(x)
     if output_activation is not None:
         x = keras.layers.Activation(output_activation, dtype="float32", name="predictions")(x)
     return _base.finish(inputs, x, name=name, weights=weights)

@@ -19,6 +19,7 @@ import re
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base
 
 BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
@@ -39,9 +40,9 @@ def _dense_layer(x, prefix, *, growth_rate, bn_size, epsilon, drop_rate):
     y = _pointwise(bn_size * growth_rate, f"{prefix}-conv1")(y)
     y = _batch_norm(f"{prefix}-norm2", epsilon)(y)
     y = keras.layers.ReLU(name=f"{prefix}-relu2")(y)
-    y = keras.layers.Conv2D(
-        growth_rate, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{prefix}-conv2"
-    )(y)
+    y = Conv2D(growth_rate, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{prefix}-conv2")(
+        y
+    )
     if drop_rate:
         y = keras.layers.Dropout(drop_rate, name=f"{prefix}-drop")(y)
     return keras.layers.Concatenate(name=f"{prefix}-concat")([x, y])
@@ -54,9 +55,9 @@ def features(x, blocks, *, growth_rate, num_init_features, bn_size, compression,
     """
     # explicit zero padding: 'same' pads asymmetrically at stride 2, the reference pads 3 (and 1) on every side
     x = keras.layers.ZeroPadding2D(3, name="features-pad0")(x)
-    x = keras.layers.Conv2D(
-        num_init_features, 7, strides=2, use_bias=False, kernel_initializer="he_normal", name="features-conv0"
-    )(x)
+    x = Conv2D(num_init_features, 7, strides=2, use_bias=False, kernel_initializer="he_normal", name="features-conv0")(
+        x
+    )
     x = _batch_norm("features-norm0", bn_epsilon)(x)
     x = keras.layers.ReLU(name="features-relu0")(x)
     # zeros pad like -inf here: the input is a ReLU output, >= 0

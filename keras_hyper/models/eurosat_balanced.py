@@ -17,6 +17,7 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import BalancedAttention, DropBlock2D
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base, _fusion
 
 BN_EPSILON = 1e-5
@@ -30,14 +31,10 @@ def _conv_init():
 
 def _conv3x3(x, filters, strides, name):
     if strides == 1:
-        return keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name=name
-        )(x)
+        return Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name=name)(x)
     # PyTorch pads one pixel on each side; Keras' 'same' would pad only bottom/right for an even size
     x = keras.layers.ZeroPadding2D(1, name=f"{name}-pad")(x)
-    return keras.layers.Conv2D(filters, 3, strides=strides, use_bias=False, kernel_initializer=_conv_init(), name=name)(
-        x
-    )
+    return Conv2D(filters, 3, strides=strides, use_bias=False, kernel_initializer=_conv_init(), name=name)(x)
 
 
 def _batch_norm(name):
@@ -47,7 +44,7 @@ def _batch_norm(name):
 def _block(x, prefix, *, filters, strides, drop_prob, block_size, coord_reduction, se_reduction):
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(
+        shortcut = Conv2D(
             filters, 1, strides=strides, use_bias=False, kernel_initializer=_conv_init(), name=f"{prefix}-shortcut-0"
         )(x)
         shortcut = _batch_norm(f"{prefix}-shortcut-1")(shortcut)
@@ -128,9 +125,7 @@ def eurosat_balanced(
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=64, min_size=2 ** (len(widths) - 1))
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = keras.layers.Conv2D(
-        widths[0], 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name="stem-0"
-    )(x)
+    x = Conv2D(widths[0], 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name="stem-0")(x)
     x = _batch_norm("stem-1")(x)
     x = keras.layers.ReLU(name="stem-2")(x)
     for i, (width, depth, drop_prob) in enumerate(zip(widths, depths, drop_probs)):

@@ -24,6 +24,7 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DepthwiseConv2D, DropPath, LayerScale
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.glmix import MultiHeadSelfAttention, SoftClusterAttention
 from keras_hyper.models import _base
 
@@ -52,7 +53,7 @@ def _conv(x, filters, kernel, stride, name):
     bottom and right of an even input)."""
     if kernel == 3:
         x = keras.layers.ZeroPadding2D(1, name=f"{name}-pad")(x)
-    return keras.layers.Conv2D(filters, kernel, strides=stride, name=name)(x)
+    return Conv2D(filters, kernel, strides=stride, name=name)(x)
 
 
 def _downsample(x, index, dim, style, layout):

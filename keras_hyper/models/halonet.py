@@ -35,7 +35,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
-from keras_hyper.layers import DropPath, SqueezeExcite
+from keras_hyper.layers import Conv2D, DropPath, SqueezeExcite
 from keras_hyper.layers.halo import BottleneckAttention, HaloAttention, PaddedMaxPool2D, _make_divisible
 from keras_hyper.models import _base
 
@@ -69,7 +69,7 @@ def _conv_bn_act(x, prefix, filters, kernel, *, stride=1, groups=1, act="relu"):
         if kernel > 1:
             x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{prefix}-pad")(x)
     fan_out = kernel * kernel * filters // groups
-    x = keras.layers.Conv2D(
+    x = Conv2D(
         filters,
         kernel,
         strides=stride,

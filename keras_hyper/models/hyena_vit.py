@@ -21,6 +21,7 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import FirstToken, GridSelfAttention, HyenaOperator2D, PositionEmbedding2D
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.hyena import decay_rates, positional_features
 from keras_hyper.models import _base, _vit
 
@@ -106,7 +107,7 @@ def hyena_vit(
             )
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
+    x = Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
     x = PositionEmbedding2D(grid, name="pos_embed")(x)
     for index, (kind, rate) in enumerate(zip(mixers, rates)):
         if kind == "attention":

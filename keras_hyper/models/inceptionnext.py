@@ -14,6 +14,7 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DropPath, InceptionDepthwiseConv2D, LayerScale
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base, _fusion
 
 BN_EPSILON = 1e-5
@@ -101,7 +102,7 @@ def inceptionnext(
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = keras.layers.Conv2D(dims[0], 4, strides=4, kernel_initializer=_dense_init(), name="stem-0")(x)
+    x = Conv2D(dims[0], 4, strides=4, kernel_initializer=_dense_init(), name="stem-0")(x)
     x = _batch_norm("stem-1")(x)
 
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
@@ -109,9 +110,7 @@ def inceptionnext(
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
             x = _batch_norm(f"stages-{i}-downsample-0")(x)
-            x = keras.layers.Conv2D(
-                dim, 2, strides=2, kernel_initializer=_dense_init(), name=f"stages-{i}-downsample-1"
-            )(x)
+            x = Conv2D(dim, 2, strides=2, kernel_initializer=_dense_init(), name=f"stages-{i}-downsample-1")(x)
         for j in range(depth):
             x = _block(
                 x,

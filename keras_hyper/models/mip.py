@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.hypernetwork import HyperNetwork
 from keras_hyper.models import _base
 
@@ -25,7 +26,7 @@ LEAKY_SLOPE = 0.01
 def _convnet(input_shape, channels):
     layers = [keras.Input(input_shape)]
     for i, (width, size) in enumerate(zip(channels, (5, 3, 3, 3))):
-        layers += [keras.layers.Conv2D(width, size, name=f"conv{i + 1}"), keras.layers.LeakyReLU(LEAKY_SLOPE)]
+        layers += [Conv2D(width, size, name=f"conv{i + 1}"), keras.layers.LeakyReLU(LEAKY_SLOPE)]
         if i in (1, 2):
             layers.append(keras.layers.MaxPooling2D(2))
     return keras.Sequential(layers, name="convnet")

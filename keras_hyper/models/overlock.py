@@ -30,6 +30,7 @@ from keras_hyper.layers import (
     ResizeLike,
     SqueezeExcite,
 )
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base, _fusion
 
 BN_EPSILON = 1e-5
@@ -67,7 +68,7 @@ def _conv_bn(x, filters, prefix, first, strides):
     """3x3 convolution without bias (PyTorch padding 1, symmetric also at stride 2) and its BN."""
     if strides > 1:
         x = keras.layers.ZeroPadding2D(1, name=f"{prefix}-{first}_pad")(x)
-    x = keras.layers.Conv2D(
+    x = Conv2D(
         filters,
         3,
         strides=strides,

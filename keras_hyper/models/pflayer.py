@@ -16,6 +16,7 @@ Input `(B, H, W, 3)` with H, W >= 32 (multiples of 32 for `"hybrid"`); features 
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base, _fusion
 
 BN_EPSILON = 1e-5
@@ -40,10 +41,10 @@ def _conv(filters, kernel_size, stride, name):
         # a 1x1 convolution is a matmul over channels; Dense runs it as one on every backend
         return [keras.layers.Dense(filters, name=name, **conv)]
     if stride == 1:
-        return [keras.layers.Conv2D(filters, kernel_size, padding="same", name=name, **conv)]
+        return [Conv2D(filters, kernel_size, padding="same", name=name, **conv)]
     # 'same' would pad (k - s) // 2 before and the rest after on even sizes; PyTorch pads k // 2 on both sides
     layers = [keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")] if kernel_size > 1 else []
-    return layers + [keras.layers.Conv2D(filters, kernel_size, strides=stride, name=name, **conv)]
+    return layers + [Conv2D(filters, kernel_size, strides=stride, name=name, **conv)]
 
 
 def _apply(x, layers):

@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import EffLayer, GridSelfAttention, PositionEmbedding2D
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base, _vit
 
 ATTN_TYPES = ("max", "attn")
@@ -101,7 +102,7 @@ def pflayer_vit(
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=2 * patch_size)
     if include_preprocessing:
         x = _base.preprocessing(x, VIT_ARCH.mean, VIT_ARCH.std)
-    x = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
+    x = Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
     x = PositionEmbedding2D(img_size // patch_size, name="pos_embed")(x)
     for i, (mixer, rate) in enumerate(zip(mixers, _base.drop_path_rates(drop_path_rate, depth))):
         x = _block(x, f"blocks-{i}", mixer=mixer, num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path=rate)
@@ -172,7 +173,7 @@ def pflayer_pit(
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=patch_size + stride)
     if include_preprocessing:
         x = _base.preprocessing(x, PIT_ARCH.mean, PIT_ARCH.std)
-    x = keras.layers.Conv2D(dims[0], patch_size, strides=stride, name="patch_embed-conv")(x)
+    x = Conv2D(dims[0], patch_size, strides=stride, name="patch_embed-conv")(x)
     x = PositionEmbedding2D(math.floor((img_size - patch_size) / stride + 1), name="pos_embed")(x)
     total, block = sum(depths), 0
     for s, (depth, num_heads) in enumerate(zip(depths, heads)):

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.polyhistor import PolyhistorAdapters
 from keras_hyper.layers.window_attention import PatchMerging2x2, WindowSoftmaxAttention
 from keras_hyper.models import _base
@@ -69,7 +70,7 @@ class _Backbone:
         `branch` names the weightless layers of this pass (each task runs its own)."""
         embed = self._get(
             "patch_embed-proj",
-            lambda n: keras.layers.Conv2D(
+            lambda n: Conv2D(
                 self.embed_dim, self.patch_size, strides=self.patch_size, trainable=self.trainable, name=n
             ),
         )
@@ -118,7 +119,7 @@ def _head(features, task, channels, head_dim, patch_size):
             f = keras.layers.UpSampling2D(2**s, interpolation="bilinear", name=f"{prefix}-up{s}")(f)
         maps.append(f)
     x = keras.layers.Concatenate(name=f"{prefix}-cat")(maps) if len(maps) > 1 else maps[0]
-    x = keras.layers.Conv2D(head_dim, 3, padding="same", use_bias=False, name=f"{prefix}-fuse-conv")(x)
+    x = Conv2D(head_dim, 3, padding="same", use_bias=False, name=f"{prefix}-fuse-conv")(x)
     x = keras.layers.BatchNormalization(epsilon=1e-5, name=f"{prefix}-fuse-bn")(x)
     x = keras.layers.ReLU(name=f"{prefix}-fuse-act")(x)
     x = keras.layers.Dense(channels, name=f"{prefix}-out")(x)

@@ -16,6 +16,7 @@ filters)`; logits `(B, num_classes)`.
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.shallow import FORMS, ResidualStack
 from keras_hyper.models import _base
 
@@ -69,7 +70,7 @@ def residual_cnn(
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=32, min_size=28)
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = keras.layers.Conv2D(filters, kernel_size, padding="same", activation=activation, name="stem")(x)
+    x = Conv2D(filters, kernel_size, padding="same", activation=activation, name="stem")(x)
     x = stack(x)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

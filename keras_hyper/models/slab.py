@@ -27,6 +27,7 @@ features `(B, H/p, W/p, C)` (SLAB-Swin: `(B, H/32, W/32, 8C)`); logits `(B, num_
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.linear_attention import PositionEmbedding, SimplifiedLinearAttention, SoftmaxAttention
 from keras_hyper.layers.prepbn import PRepBN
 from keras_hyper.layers.window_attention import PatchMerging2x2, WindowSoftmaxAttention
@@ -106,7 +107,7 @@ def slab_deit(
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=max(32, patch_size))
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
+    x = Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
     x = PositionEmbedding(grid, cls_token=cls_token, name="pos_embed")(x)
     for i in range(depth):
         name = f"blocks-{i}-attn"
@@ -214,7 +215,7 @@ def slab_swin(
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=max(32, total_stride))
     if include_preprocessing:
         x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
+    x = Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
     x = _slab.norm(x, "patch_embed-norm", "prepbn", prepbn)
     block = 0
     for i, depth in enumerate(depths):

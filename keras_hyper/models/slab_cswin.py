@@ -19,6 +19,7 @@ Input `(B, H, W, 3)`; features `(B, H/32, W/32, 8C)` (sizes rounded up by the st
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.cswin_attention import CrossShapedWindowAttention
 from keras_hyper.layers.prepbn import PRepBN
 from keras_hyper.models import _base, _slab
@@ -28,7 +29,7 @@ def _conv(x, filters, kernel, stride, padding, name):
     """A PyTorch-padded convolution: explicit symmetric zero padding, then 'valid' (Keras' 'same' pads
     asymmetrically under stride 2)."""
     x = keras.layers.ZeroPadding2D(padding, name=f"{name}-pad")(x)
-    return keras.layers.Conv2D(filters, kernel, strides=stride, name=name)(x)
+    return Conv2D(filters, kernel, strides=stride, name=name)(x)
 
 
 def slab_cswin(

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.linear_attention import PositionEmbedding, SimplifiedLinearAttention
 from keras_hyper.layers.prepbn import PRepBN
 from keras_hyper.models import _base, _slab
@@ -99,7 +100,7 @@ def slab_pvt(
     for i, depth in enumerate(depths):
         stride = patch_size if i == 0 else 2
         grid = (img_size // patch_size // 2**i,) * 2
-        x = keras.layers.Conv2D(embed_dims[i], stride, strides=stride, name=f"patch_embed{i + 1}-proj")(x)
+        x = Conv2D(embed_dims[i], stride, strides=stride, name=f"patch_embed{i + 1}-proj")(x)
         x = PRepBN(**prepbn, name=f"patch_embed{i + 1}-norm")(x)
         x = PositionEmbedding(grid, name=f"pos_embed{i + 1}")(x)
         for j in range(depth):

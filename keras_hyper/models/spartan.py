@@ -31,6 +31,7 @@ from keras_hyper.layers import (
     SqueezeExcite,
     WaveChannelAggregation,
 )
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.models import _base, _fusion
 
 BN_EPSILON = 1e-6
@@ -65,7 +66,7 @@ def _conv_norm_act(x, prefix, filters, kernel, *, stride=1, dilation=1, groups=1
             name=f"{prefix}-conv",
         )(x)
     else:
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             filters,
             kernel,
             strides=stride,

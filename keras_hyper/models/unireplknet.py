@@ -30,6 +30,7 @@ from keras_hyper.layers import (
     LayerScale,
     SqueezeExcite,
 )
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.reparam import UNIREPLKNET_BRANCHES
 from keras_hyper.models import _base, _fusion
 
@@ -62,7 +63,7 @@ def _conv_norm(x, filters, name, norm_name):
     """3x3 stride-2 convolution with PyTorch's symmetric padding 1 (Keras' 'same' pads only the far side of
     an even input), then the official channels-first LayerNorm, i.e. a LayerNormalization over C here."""
     x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    x = keras.layers.Conv2D(filters, 3, strides=2, kernel_initializer=_init(), name=name)(x)
+    x = Conv2D(filters, 3, strides=2, kernel_initializer=_init(), name=name)(x)
     return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=norm_name)(x)
 
 

@@ -20,6 +20,7 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import WaveMixBlock
+from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.wavemix import BN_EPSILON, BN_MOMENTUM, LEVELS
 from keras_hyper.models import _base
 
@@ -114,16 +115,16 @@ def wavemix(
 
     half = final_dim // 2
     if initial_conv == "pachify":
-        x = keras.layers.Conv2D(final_dim // 4, 3, padding="same", name="conv-0")(x)
-        x = keras.layers.Conv2D(half, 3, padding="same", name="conv-1")(x)
-        x = keras.layers.Conv2D(final_dim, patch_size, strides=patch_size, name="conv-2")(x)
+        x = Conv2D(final_dim // 4, 3, padding="same", name="conv-0")(x)
+        x = Conv2D(half, 3, padding="same", name="conv-1")(x)
+        x = Conv2D(final_dim, patch_size, strides=patch_size, name="conv-2")(x)
         x = keras.layers.Activation("gelu", name="conv-3")(x)  # exact (erf) GELU, as nn.GELU()
         x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="conv-4")(x)
     else:
         for index, filters in enumerate((half, final_dim)):
             # PyTorch pads 1 on every side; "same" would pad only the bottom/right of an even input
             x = keras.layers.ZeroPadding2D(1, name=f"conv-{index}-pad")(x)
-            x = keras.layers.Conv2D(filters, 3, strides=stride, name=f"conv-{index}")(x)
+            x = Conv2D(filters, 3, strides=stride, name=f"conv-{index}")(x)
 
     for index in range(depth):
         y = WaveMixBlock(level, mult, ff_channel, dropout, name=f"layers-{index}")(x)

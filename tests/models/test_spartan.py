@@ -12,7 +12,7 @@ from testutil import reference_dir, to_numpy
 from keras_hyper import applications
 from keras_hyper.convert.checkpoint import read_checkpoint
 from keras_hyper.convert.reference import tolerance
-from keras_hyper.layers import DepthwiseConv2D, DropPath, LayerScale
+from keras_hyper.layers import Conv2D, DepthwiseConv2D, DropPath, LayerScale
 from keras_hyper.models import spartan
 
 # official module -> our layer whose output it is (blocks end in their second residual add)
@@ -69,14 +69,14 @@ def test_folded_model_keeps_the_official_output(fixture):
 def test_early_levels_use_full_convolutions_and_late_levels_grouped_ones(fixture):
     model, _ = fixture
     early = [model.get_layer(f"layers-0-smixer-{b}-conv") for b in ("h_conv", "l_conv-0", "l_conv-1")]
-    assert all(type(layer) is keras.layers.Conv2D and layer.groups == 1 for layer in early)
+    assert all(type(layer) is Conv2D and layer.groups == 1 for layer in early)
     assert isinstance(model.get_layer("layers-0-cmixer-conv-conv"), DepthwiseConv2D)  # 48 groups of 1
     late = [model.get_layer(f"layers-4-smixer-{b}-conv") for b in ("h_conv", "l_conv-0", "l_conv-1")]
     assert all(isinstance(layer, DepthwiseConv2D) for layer in late)
     assert [layer.dilation_rate for layer in late] == [(1, 1), (2, 2), (2, 2)]
     grouped = model.get_layer("layers-4-cmixer-conv-conv")  # 32 groups of expand_ratio = 2 channels
     assert (
-        type(grouped) is keras.layers.Conv2D and grouped.groups == 32 and tuple(grouped.kernel.shape) == (3, 3, 2, 64)
+        type(grouped) is Conv2D and grouped.groups == 32 and tuple(grouped.kernel.shape) == (3, 3, 2, 64)
     )
 
 
