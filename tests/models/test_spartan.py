@@ -75,9 +75,7 @@ def test_early_levels_use_full_convolutions_and_late_levels_grouped_ones(fixture
     assert all(isinstance(layer, DepthwiseConv2D) for layer in late)
     assert [layer.dilation_rate for layer in late] == [(1, 1), (2, 2), (2, 2)]
     grouped = model.get_layer("layers-4-cmixer-conv-conv")  # 32 groups of expand_ratio = 2 channels
-    assert (
-        type(grouped) is Conv2D and grouped.groups == 32 and tuple(grouped.kernel.shape) == (3, 3, 2, 64)
-    )
+    assert type(grouped) is Conv2D and grouped.groups == 32 and tuple(grouped.kernel.shape) == (3, 3, 2, 64)
 
 
 def test_stochastic_depth_follows_the_official_schedule():
