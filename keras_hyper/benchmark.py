@@ -153,7 +153,10 @@ def benchmark(
         load_kwargs = dict(options, input_shape=x.shape[1:])
     else:
         x, size, needed = arch.sample_inputs({**info.builder_kwargs, **options}, batch, size, rng)
-        load_kwargs = {**needed, **options}
+        clashes = {key: options[key] for key in needed if key in options and options[key] != needed[key]}
+        if clashes:
+            raise ValueError(f"options {clashes} contradict the sample inputs, which need {needed}.")
+        load_kwargs = {**options, **needed}
     result = dict(
         model=name,
         options=options,
@@ -213,8 +216,8 @@ def _measure_keras(name, x, rng, *, batch, image, load_kwargs, train, warmup, it
         if image:
             y, loss = rng.integers(0, model.output_shape[-1], size=batch), "sparse_categorical_crossentropy"
         else:
-            shape = keras.ops.shape(deployed.predict_on_batch(x))
-            y, loss = rng.standard_normal(tuple(shape)).astype("float32"), "mean_squared_error"
+            shape = np.shape(model.predict_on_batch(x))
+            y, loss = rng.standard_normal(shape).astype("float32"), "mean_squared_error"
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss=loss)
         figures.update(_rates("train", _median_time(lambda: model.train_on_batch(x, y), warmup, iters), batch))
     figures.update(_memory(base))

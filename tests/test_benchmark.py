@@ -123,6 +123,8 @@ def test_options_reach_the_builder_and_name_the_row(tmp_path):
     assert "| hgnn_cora (incidence=sparse) | " in text and "| hgnn_cora | " in text
     with pytest.raises(ValueError, match="input size with `size`"):
         bench.benchmark("inceptionnext_atto", batch=1, options={"input_shape": (64, 64, 3)})
+    with pytest.raises(ValueError, match=r"options \{'num_edges': 3\} contradict the sample inputs"):
+        bench.benchmark("hgnn_cora", batch=1, size=40, options={"incidence": "sparse", "num_edges": 3})
     with pytest.raises(TypeError, match="no_such_argument"):
         bench.benchmark("hgnn_cora", batch=1, size=40, warmup=0, iters=1, options={"no_such_argument": 1})
 
