@@ -57,5 +57,4 @@ class Conv2D(keras.layers.Conv2D):
             strides=tuple(self.strides),
             padding=self.padding,
             dilation=tuple(self.dilation_rate),
-            groups=self.groups,
         )

@@ -49,7 +49,7 @@ def depthwise_conv2d(x, kernel, padding="same", dilation=1):
     return ops.depthwise_conv(x, kernel, padding=padding, dilation_rate=dilation)
 
 
-def conv2d(x, kernel, strides=1, padding="valid", dilation=1, groups=1):
+def conv2d(x, kernel, strides=1, padding="valid", dilation=1):
     """2-D convolution, channels last, as `keras.ops.conv` with `groups` taken from the kernel.
 
     Args:
@@ -57,7 +57,6 @@ def conv2d(x, kernel, strides=1, padding="valid", dilation=1, groups=1):
         kernel: `(kh, kw, Cin / groups, Cout)`, as `keras.layers.Conv2D` stores it.
         strides, dilation: ints or pairs.
         padding: "valid", or "same" (TensorFlow's rule: the extra pixel of an odd total goes after).
-        groups: `Cin // kernel.shape[2]`.
 
     Returns:
         `(B, H', W', Cout)`.
@@ -77,7 +76,7 @@ def conv2d(x, kernel, strides=1, padding="valid", dilation=1, groups=1):
         same = padding == "same"
         pads = (dilation[0] * (kh // 2) * same, dilation[1] * (kw // 2) * same)
         x, kernel = ops.convert_to_tensor(x), ops.convert_to_tensor(kernel)
-        return fast.conv2d(x, kernel, strides, pads, dilation, groups)
+        return fast.conv2d(x, kernel, strides, pads, dilation, x.shape[-1] // kernel.shape[2])
     return ops.conv(x, kernel, strides=strides, padding=padding, dilation_rate=dilation)
 
 

@@ -121,6 +121,16 @@ def test_conv_layer_equals_keras_layer_forward_and_backward(kwargs):
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
 
 
+def test_conv2d_takes_the_groups_from_the_kernel():
+    rng = np.random.default_rng(4)
+    x, kernel = rng.normal(size=(1, 6, 6, 4)).astype("float32"), rng.normal(size=(3, 3, 2, 6)).astype("float32")
+    np.testing.assert_allclose(
+        to_numpy(hyper_ops.conv2d(x, kernel, padding="same")),
+        to_numpy(keras.ops.conv(x, kernel, padding="same")),
+        atol=1e-4,
+    )
+
+
 def test_conv2d_rejects_bad_arguments():
     x, kernel = np.zeros((1, 8, 8, 2), "float32"), np.zeros((3, 3, 2, 4), "float32")
     with pytest.raises(ValueError, match="padding must be 'same' or 'valid', got 'causal'"):
