@@ -8,6 +8,7 @@ described in zoo/slab_cswin.md.)"""
 import keras
 import numpy as np
 import pytest
+from _slab_state import common_state, randomise
 from testutil import to_numpy
 
 from keras_hyper.layers import CrossShapedWindowAttention, PRepBN
@@ -28,36 +29,14 @@ SMALL = dict(
 )
 
 
-def _randomise(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        if weight.dtype == "int32":
-            continue
-        low = 0.5 if "variance" in weight.path else -0.5
-        weight.assign((0.5 * rng.uniform(low, 1.5, weight.shape)).astype("float32"))
-
-
 def _official_state(model):
     """The state dict the official CSWinTransformer would hold for `model`'s weights."""
     state = {}
     for layer in model.layers:
         key = layer.name.replace("-", ".")
-        if isinstance(layer, keras.layers.Dense):
-            state.update({f"{key}.weight": to_numpy(layer.kernel).T, f"{key}.bias": to_numpy(layer.bias)})
-        elif isinstance(layer, keras.layers.Conv2D):
-            state[f"{key}.weight"] = np.transpose(to_numpy(layer.kernel), (3, 2, 0, 1))
-            state[f"{key}.bias"] = to_numpy(layer.bias)
-        elif isinstance(layer, PRepBN):
-            gamma, beta, mean, var = (to_numpy(w) for w in layer.bn.weights)
-            state.update(
-                {f"{key}.norm1.weight": to_numpy(layer.norm1.gamma), f"{key}.norm1.bias": to_numpy(layer.norm1.beta)}
-            )
-            state.update({f"{key}.norm2.alpha": to_numpy(layer.alpha), f"{key}.norm2.bn.weight": gamma})
-            state.update({f"{key}.norm2.bn.bias": beta, f"{key}.norm2.bn.running_mean": mean})
-            state.update({f"{key}.norm2.bn.running_var": var, f"{key}.norm2.bn.num_batches_tracked": np.array(3)})
-            state.update(
-                {f"{key}.warm": np.array(0), f"{key}.iter": np.array(120000), f"{key}.total_step": np.array(120000)}
-            )
+        common = common_state(layer, key, batches=3, iteration=120000, total_step=120000)
+        if common is not None:
+            state.update(common)
         elif isinstance(layer, CrossShapedWindowAttention):
             for b, (core, lepe) in enumerate(zip(layer.cores, layer.lepe)):
                 state[f"{key}.{b}.get_v.weight"] = np.transpose(to_numpy(lepe.kernel), (2, 3, 0, 1))
@@ -74,7 +53,7 @@ def _official_state(model):
 @pytest.fixture(scope="module")
 def models():
     source = slab_cswin.slab_cswin(**SMALL, unused_scale=False, classifier_activation=None)
-    _randomise(source)
+    randomise(source, scale=0.5)
     return source, slab_cswin.slab_cswin(**SMALL, classifier_activation=None)
 
 

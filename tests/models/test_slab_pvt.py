@@ -3,9 +3,9 @@ and `kv`, `(1, N, C)` tables, `LinearNorm` buffers), its strictness, the stage l
 (Counts, LiteRT, the fusion and the round trips are in tests/harness.py; the one-off comparison with the
 official module is described in zoo/slab_pvt.md.)"""
 
-import keras
 import numpy as np
 import pytest
+from _slab_state import common_state, randomise
 from testutil import to_numpy
 
 from keras_hyper.layers import PositionEmbedding, PRepBN, SimplifiedLinearAttention
@@ -16,42 +16,20 @@ SMALL = dict(
 )
 
 
-def _randomise(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        if weight.dtype == "int32":
-            continue
-        low = 0.5 if "variance" in weight.path else -0.5
-        weight.assign(rng.uniform(low, 1.5, weight.shape).astype("float32"))
-
-
 def _official_state(model):
     """The state dict the official PyramidVisionTransformer would hold for `model`'s weights."""
     state = {}
     for layer in model.layers:
         key = layer.name.replace("-", ".")
+        common = common_state(layer, key, batches=7, iteration=299990, total_step=300000)
         if layer.name.endswith("-attn-qkv"):
             kernel, bias = (to_numpy(w) for w in layer.weights)
             dim = kernel.shape[0]
             base = key[: -len(".qkv")]
             state.update({f"{base}.q.weight": kernel[:, :dim].T, f"{base}.kv.weight": kernel[:, dim:].T})
             state.update({f"{base}.q.bias": bias[:dim], f"{base}.kv.bias": bias[dim:]})
-        elif isinstance(layer, keras.layers.Dense):
-            state.update({f"{key}.weight": to_numpy(layer.kernel).T, f"{key}.bias": to_numpy(layer.bias)})
-        elif isinstance(layer, keras.layers.Conv2D):
-            state[f"{key}.weight"] = np.transpose(to_numpy(layer.kernel), (3, 2, 0, 1))
-            state[f"{key}.bias"] = to_numpy(layer.bias)
-        elif isinstance(layer, PRepBN):
-            gamma, beta, mean, var = (to_numpy(w) for w in layer.bn.weights)
-            state.update(
-                {f"{key}.norm1.weight": to_numpy(layer.norm1.gamma), f"{key}.norm1.bias": to_numpy(layer.norm1.beta)}
-            )
-            state.update({f"{key}.norm2.alpha": to_numpy(layer.alpha), f"{key}.norm2.bn.weight": gamma})
-            state.update({f"{key}.norm2.bn.bias": beta, f"{key}.norm2.bn.running_mean": mean})
-            state.update({f"{key}.norm2.bn.running_var": var, f"{key}.norm2.bn.num_batches_tracked": np.array(7)})
-            state.update(
-                {f"{key}.warm": np.array(0), f"{key}.iter": np.array(299990), f"{key}.total_step": np.array(300000)}
-            )
+        elif common is not None:
+            state.update(common)
         elif isinstance(layer, PositionEmbedding):
             table = to_numpy(layer.pos_embed)
             state[key] = table.reshape(1, -1, table.shape[-1])
@@ -66,7 +44,7 @@ def _official_state(model):
 @pytest.fixture(scope="module")
 def models():
     source = slab_pvt.slab_pvt(**SMALL, classifier_activation=None)
-    _randomise(source)
+    randomise(source)
     return source, slab_pvt.slab_pvt(**SMALL, classifier_activation=None)
 
 
