@@ -16,17 +16,20 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from testutil import build_tiny, outputs, reference_dir, tiny_inputs, to_numpy
+from testutil import build_tiny, named_outputs, outputs, reference_dir, tiny_inputs, to_numpy
 
 from keras_hyper import applications
 from keras_hyper.applications import registry
+from keras_hyper.applications import weights as weights_lib
 from keras_hyper.convert import reference
+from keras_hyper.models._base import APP_ARGS
 
 # KERAS_HYPER_TEST_ARCHS=a,b restricts the harness to those architectures while one is being developed.
 ONLY = [name for name in os.environ.get("KERAS_HYPER_TEST_ARCHS", "").split(",") if name]
 ARCHS = [a for a in registry.architectures() if not ONLY or a.name in ONLY]
 ARCH_IDS = [a.name for a in ARCHS]
 IMAGE_ARCHS = [a for a in ARCHS if a.example_inputs is None]
+BACKBONE_ARCHS = [a for a in IMAGE_ARCHS if a.is_image]
 VARIANTS = [(a, v) for a in ARCHS for v in a.variants]
 BACKEND = keras.backend.backend()
 
@@ -121,6 +124,32 @@ def test_without_top(image_arch, pooling):
         assert out.ndim == 4 and out.shape[0] == 2
     else:
         assert out.ndim == 2 and out.shape[0] == 2
+
+
+@pytest.mark.parametrize("arch", BACKBONE_ARCHS, ids=[a.name for a in BACKBONE_ARCHS])
+def test_features_match_declaration_and_classifier(arch):
+    """The backbone's stage features: keys, strides and channels as `model_info(...).features` declares them, and
+    values equal to the classifier's own intermediate tensors (same weights, moved by layer name)."""
+    classifier = build_tiny(arch, classifier_activation=None)
+    backbone = build_tiny(arch, features_only=True)
+    weights_lib.transfer(classifier, backbone)
+    declared = arch.feature_info({k: v for k, v in arch.tiny.items() if k not in APP_ARGS})
+    x = tiny_inputs(arch)
+    got = named_outputs(backbone, x)
+    assert list(got) == [f.key for f in declared]
+    producers = [t._keras_history.operation.name for t in backbone.outputs]
+    expected = outputs(keras.Model(classifier.input, [classifier.get_layer(n).output for n in producers]), x)
+    size = x.shape[1]
+    for feature, value, reference in zip(declared, got.values(), expected):
+        assert value.shape[-1] == feature.channels, feature
+        assert size // feature.stride <= value.shape[1] <= -(-size // feature.stride), (feature, value.shape)
+        np.testing.assert_array_equal(value, reference)
+    picked = build_tiny(arch, features_only=True, out_indices=(-1, 0))
+    assert list(picked.output) == [declared[-1].key, declared[0].key]
+    with pytest.raises(ValueError, match="out_indices"):
+        build_tiny(arch, features_only=True, out_indices=(len(declared),))
+    with pytest.raises(ValueError, match="out_indices"):
+        build_tiny(arch, out_indices=(0,))
 
 
 def test_other_num_classes(image_arch):

@@ -49,3 +49,9 @@ def outputs(model, x):
     """
     y = model.predict_on_batch(x) if keras.backend.backend() == "jax" else model(x)
     return [to_numpy(t) for t in keras.tree.flatten(y)]
+
+
+def named_outputs(model, x):
+    """A dict-output model's outputs on `x` as `{key: numpy array}`, in the model's key order."""
+    y = model.predict_on_batch(x) if keras.backend.backend() == "jax" else model(x)
+    return {key: to_numpy(y[key]) for key in model.output}

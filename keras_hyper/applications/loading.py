@@ -7,18 +7,7 @@ import keras
 
 from keras_hyper.applications import registry
 from keras_hyper.applications import weights as weights_lib
-
-# The keras.applications arguments every builder takes; everything else configures the architecture.
-APP_ARGS = (
-    "include_top",
-    "input_tensor",
-    "input_shape",
-    "pooling",
-    "num_classes",
-    "classifier_activation",
-    "include_preprocessing",
-    "name",
-)
+from keras_hyper.models._base import APP_ARGS
 
 
 def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
@@ -33,11 +22,17 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
             Without it, `num_classes` must equal the pretrained head's.
         progress: show progress bars for downloads and conversions.
         **kwargs: the builder's arguments: the keras.applications ones (`include_top`, `input_tensor`,
-            `input_shape`, `pooling`, `num_classes`, `classifier_activation`, `include_preprocessing`, `name`)
-            and the architecture's own (`drop_path_rate`, ...).
+            `input_shape`, `pooling`, `num_classes`, `classifier_activation`, `include_preprocessing`, `name`),
+            `features_only=True` with `out_indices` for the backbone's stage features (a model whose output is
+            `{"P2": ..., "P5": ...}`, see `model_info(name).features`; pretrained weights load into it, the head's
+            tensors being left out), and the architecture's own (`drop_path_rate`, ...).
 
     Returns:
         A functional `keras.Model`.
+
+    Example:
+        backbone = load("inceptionnext_tiny", features_only=True, out_indices=(1, 2, 3))
+        backbone(images)  # {"P3": (B, H/8, W/8, 192), "P4": ..., "P5": ...}
     """
     if not isinstance(name, str):
         raise TypeError(f"A model name must be a string, got {name!r}.")
@@ -52,6 +47,8 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
         weights = tag
     known = set(inspect.signature(arch.builder).parameters) - {"weights"}
     unknown = sorted(set(kwargs) - known)
+    if unknown and not arch.is_image and {"features_only", "out_indices"} & set(unknown):
+        raise TypeError(f"{model_name} is not an image backbone: it has no stage features (features_only).")
     if unknown:
         raise TypeError(f"{model_name} takes no argument(s) {unknown}; it takes {sorted(known)}.")
 
@@ -59,7 +56,8 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
     builder_kwargs = {**variant.kwargs, "name": model_name, **kwargs}
     if arch.example_inputs is not None:
         return _load_headless(arch, builder_kwargs, entry, path, reset_head, progress)
-    include_top = kwargs.get("include_top", True)
+    # A features model has no head: pretrained weights load into it as into include_top=False.
+    include_top = kwargs.get("include_top", True) and not kwargs.get("features_only", False)
     if reset_head and (weights is None or not include_top):
         raise ValueError(
             "reset_head=True re-initialises the classifier of pretrained weights, so it needs weights= and "
@@ -91,7 +89,10 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
 
     def build_full(num_classes):
         return arch.builder(
-            **arch_kwargs, num_classes=num_classes, classifier_activation=None, input_shape=(None, None, 3)
+            **arch_kwargs,
+            num_classes=num_classes,
+            classifier_activation=None,
+            input_shape=(None, None, 3),
         )
 
     # `full` is the pretrained model with its own head; the requested model takes its weights by layer name.

@@ -7,6 +7,7 @@ from typing import Optional
 
 from keras_hyper import models
 from keras_hyper.applications import weights as weights_lib
+from keras_hyper.models import _base
 from keras_hyper.models._base import Architecture, Paper
 
 
@@ -29,6 +30,8 @@ class ModelInfo:
     weight_tags: tuple
     paper_top1: Optional[float] = None
     timm_name: Optional[str] = None
+    features: tuple = ()
+    kind: str = "image"
 
 
 _MODELS: dict = {}
@@ -67,6 +70,10 @@ def model_info(name: str) -> ModelInfo:
     model_name, _, tag = name.partition(".") if isinstance(name, str) else (name, "", "")
     arch, variant = lookup(model_name)
     input_size, crop_pct = variant.input_size, variant.crop_pct
+    features = ()
+    if arch.is_image:
+        network_kwargs = {k: v for k, v in variant.kwargs.items() if k not in _base.APP_ARGS}
+        features = arch.feature_info(network_kwargs)
     if tag:
         entry = weights_lib.entry(model_name, tag)
         input_size, crop_pct = entry.input_size, entry.crop_pct
@@ -86,6 +93,8 @@ def model_info(name: str) -> ModelInfo:
         weight_tags=weights_lib.tags(model_name),
         paper_top1=variant.paper_top1,
         timm_name=variant.timm_name,
+        features=features,
+        kind="image" if arch.is_image else "other",
     )
 
 
@@ -95,6 +104,36 @@ def architectures() -> tuple:
     for arch, _ in _MODELS.values():
         seen.setdefault(arch.name, arch)
     return tuple(seen.values())
+
+
+def variant_builders() -> dict:
+    """`{public name: builder}` of every variant that declares a `builder_name` (e.g. `InceptionNeXtTiny`), each
+    `keras_hyper.applications.load(variant, **kwargs)` with a docstring generated from the registry."""
+    from keras_hyper.applications.loading import load
+
+    builders = {}
+    for name, (arch, variant) in _MODELS.items():
+        if variant.builder_name is None:
+            continue
+        if variant.builder_name in builders:
+            raise ValueError(f"Builder name {variant.builder_name!r} is declared twice.")
+
+        def builder(_variant=name, **kwargs):
+            return load(_variant, **kwargs)
+
+        info = model_info(name)
+        tags = ", ".join(map(repr, info.weight_tags)) or "none (random initialisation)"
+        what = f"input {info.input_size}x{info.input_size}" if arch.is_image else "a non-image model"
+        builder.__name__ = builder.__qualname__ = variant.builder_name
+        builder.__doc__ = (
+            f"{arch.paper.title} (arXiv:{arch.paper.arxiv}): the registered variant `{name}`, "
+            f"{info.num_params:,} parameters, {what}; weights tags: {tags}.\n\n"
+            f"`keras_hyper.applications.load({name!r}, **kwargs)`: takes the architecture's arguments "
+            f"(`help(keras_hyper.models.{arch.builder.__module__.rsplit('.', 1)[-1]}.{arch.builder.__name__})`) "
+            "and `weights` (a tag, 'imagenet' or a local file)."
+        )
+        builders[variant.builder_name] = builder
+    return builders
 
 
 for _arch in models.ARCHITECTURES:

@@ -73,10 +73,35 @@ def check(arch, folder) -> list:
         ref = data["output"]
         out = keras.ops.convert_to_numpy(model(x))
         results.append(CaseResult(case.stem, float(np.max(np.abs(out - ref))), tolerance(ref)))
+        if arch.fixture_features:
+            results.extend(_features(arch, case.stem, data, model, x, {**kwargs, "input_shape": (*spatial, channels)}))
         if "output_deploy" in data.files:
             if arch.reparameterize is None:
                 raise ValueError(f"{case} records output_deploy but {arch.name!r} declares no reparameterize.")
             ref = data["output_deploy"]
             out = keras.ops.convert_to_numpy(arch.reparameterize(model)(x))
             results.append(CaseResult(f"{case.stem}:deploy", float(np.max(np.abs(out - ref))), tolerance(ref)))
+    return results
+
+
+def _features(arch, stem, data, model, x, kwargs):
+    """The case's recorded intermediates (`arch.fixture_features`: fixture key -> feature key), computed through
+    the backbone (`features_only=True`) with the converted model's weights."""
+    from keras_hyper.applications import weights as weights_lib
+
+    missing = sorted(set(arch.fixture_features) - set(data.files))
+    if missing:
+        raise KeyError(f"{stem}: {arch.name}.fixture_features names {missing}, which the case does not record.")
+    backbone = arch.builder(**{k: v for k, v in kwargs.items() if k != "num_classes"}, features_only=True)
+    weights_lib.transfer(model, backbone)
+    got = backbone(x)
+    results = []
+    for name, key in arch.fixture_features.items():
+        ref = data[name]
+        out = keras.ops.convert_to_numpy(got[key])
+        if ref.ndim == 4:  # NCHW maps
+            ref = np.transpose(ref, (0, 2, 3, 1))
+        if out.shape != ref.shape:
+            raise ValueError(f"{stem}: feature {key} has shape {out.shape}, the recorded {name} {ref.shape}.")
+        results.append(CaseResult(f"{stem}:{name}", float(np.max(np.abs(out - ref))), tolerance(ref)))
     return results

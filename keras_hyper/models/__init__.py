@@ -1,289 +1,59 @@
-"""Architectures: one module each, with its builder, named variants and official-checkpoint converter."""
+"""Architectures: one module each, with its network (or builder), named variants and official-checkpoint converter.
 
-from keras_hyper.models import (
-    attnet,
-    conhd,
-    convfirst,
-    convnext_dcls,
-    convsharevit,
-    crossd_resnet,
-    cvcnn,
-    d3net_aec,
-    densenet,
-    eurosat_balanced,
-    glnet,
-    halonet,
-    hyena_vit,
-    hyperformer,
-    inceptionnext,
-    kimianet,
-    lighthgnn,
-    mip,
-    overlock,
-    pflayer,
-    pflayer_vit,
-    phc_resnet,
-    phc_vgg,
-    poincare_resnet,
-    polyhistor,
-    shallow,
-    sie,
-    slab,
-    slab_cswin,
-    slab_pvt,
-    softhgnn,
-    spartan,
-    terminator,
-    unireplknet,
-    wavemix,
-)
+Adding an architecture is one line in `MODULES`: everything else (the registry, the public variant builders in
+`keras_hyper.applications`, their docstrings, `__all__`, the README models table) is generated from each
+module's `ARCH` (or `ARCHITECTURES`, for a module that defines several).
+"""
+
+import importlib
+
 from keras_hyper.models._fusion import reparameterize
-from keras_hyper.models.attnet import AttNetS, AttNetT1, AttNetT2, AttNetT3, AttNetT4, AttNetXS, AttNetXXS
-from keras_hyper.models.convfirst import ConvFirstSmall, ConvFirstTiny
-from keras_hyper.models.convnext_dcls import ConvNeXtDCLSBase, ConvNeXtDCLSSmall, ConvNeXtDCLSTiny
-from keras_hyper.models.convsharevit import ConvShareViTSame, ConvShareViTValid
-from keras_hyper.models.crossd_resnet import CrossDResNet18, CrossDResNet18Radimagenet
-from keras_hyper.models.cvcnn import CVCNN, CVCNNRealCNN, CVCNNRealCNNx2
-from keras_hyper.models.densenet import DenseNet121, DenseNet169, DenseNet201
-from keras_hyper.models.eurosat_balanced import EuroSATBalanced12
-from keras_hyper.models.glnet import (
-    GLNet4G,
-    GLNet4GTokenLabeling,
-    GLNet9G,
-    GLNet9GTokenLabeling,
-    GLNet16G,
-    GLNetSTL,
-    GLNetSTLParamSlot,
-)
-from keras_hyper.models.halonet import (
-    ECAHaloNeXt26TS,
-    Halo2BotNet50TS256,
-    HaloNet26T,
-    HaloNet50TS,
-    HaloNetH1,
-    HaloRegNetZB,
-    SEHaloNet33TS,
-)
-from keras_hyper.models.hyena_vit import (
-    HyenaDeiTBase,
-    HyenaDeiTHybridBase,
-    HyenaDeiTHybridSmall,
-    HyenaDeiTHybridTiny,
-    HyenaDeiTSmall,
-    HyenaDeiTTiny,
-)
-from keras_hyper.models.inceptionnext import (
-    InceptionNeXtAtto,
-    InceptionNeXtBase,
-    InceptionNeXtSmall,
-    InceptionNeXtTiny,
-)
-from keras_hyper.models.kimianet import KimiaNet
-from keras_hyper.models.mip import MIPHyperConvNet
-from keras_hyper.models.overlock import OverLoCKB, OverLoCKS, OverLoCKT, OverLoCKXT
-from keras_hyper.models.pflayer import PfResNet50, PfResNet50Hybrid, PfResNet50Max
-from keras_hyper.models.pflayer_vit import PfPiTBMax, PfPiTSMax, PfPiTTiMax, PfViTBMax, PfViTSMax, PfViTTiMax
-from keras_hyper.models.phc_resnet import (
-    PHCResNet18,
-    PHCResNet18Large,
-    PHCResNet34,
-    PHCResNet50,
-    PHCResNet50Large,
-    PHCResNet101,
-    PHCResNet152,
-    PHCResNet152Large,
-)
-from keras_hyper.models.phc_vgg import PHCVGG16, PHCVGG19Large
-from keras_hyper.models.poincare_resnet import (
-    PoincareResNet20CIFAR10,
-    PoincareResNet20CIFAR100,
-    PoincareResNet32CIFAR10,
-    PoincareResNet32CIFAR100,
-)
-from keras_hyper.models.polyhistor import PolyhistorLiteSwinT, PolyhistorSwinT, SwinTMultiTaskFinetune
-from keras_hyper.models.shallow import ShallowCifar10Deep, ShallowCifar10Shallow
-from keras_hyper.models.sie import SIEPredictorRot, SIEPredictorRotColor
-from keras_hyper.models.slab import (
-    SLABDeiTSmall,
-    SLABDeiTTiny,
-    SLABDeiTTinySoftmax,
-    SLABSwinBase,
-    SLABSwinSmall,
-    SLABSwinTiny,
-)
-from keras_hyper.models.slab_cswin import SLABCSwinSmall, SLABCSwinTiny
-from keras_hyper.models.slab_pvt import SLABPVTLarge, SLABPVTMedium, SLABPVTSmall, SLABPVTTiny
-from keras_hyper.models.softhgnn import ViTSoftHGNN, ViTSoftHGNNSeS
-from keras_hyper.models.spartan import SpaRTANT
-from keras_hyper.models.terminator import TerminatorCIFAR10, TerminatorCIFAR100
-from keras_hyper.models.unireplknet import (
-    UniRepLKNetA,
-    UniRepLKNetB,
-    UniRepLKNetF,
-    UniRepLKNetL,
-    UniRepLKNetN,
-    UniRepLKNetP,
-    UniRepLKNetS,
-    UniRepLKNetT,
-    UniRepLKNetXL,
-)
-from keras_hyper.models.wavemix import WaveMix192, WaveMix256, WaveMix256Level4, WaveMixLite192
 
-ARCHITECTURES = (
-    inceptionnext.ARCH,
-    unireplknet.ARCH,
-    overlock.ARCH,
-    attnet.ARCH,
-    spartan.ARCH,
-    convnext_dcls.ARCH,
-    pflayer.ARCH,
-    pflayer_vit.VIT_ARCH,
-    pflayer_vit.PIT_ARCH,
-    eurosat_balanced.ARCH,
-    densenet.ARCH,
-    kimianet.ARCH,
-    convfirst.ARCH,
-    slab.ARCH,
-    slab.SWIN_ARCH,
-    slab_pvt.ARCH,
-    slab_cswin.ARCH,
-    shallow.ARCH,
-    wavemix.ARCH,
-    hyena_vit.ARCH,
-    crossd_resnet.ARCH,
-    d3net_aec.ARCH,
-    poincare_resnet.ARCH,
-    phc_resnet.ARCH,
-    phc_vgg.ARCH,
-    halonet.ARCH,
-    glnet.ARCH,
-    softhgnn.ARCH,
-    cvcnn.ARCH,
-    convsharevit.ARCH,
-    lighthgnn.ARCH,
-    lighthgnn.STUDENT_ARCH,
-    conhd.ARCH,
-    sie.ARCH,
-    polyhistor.ARCH,
-    mip.ARCH,
-    hyperformer.ARCH,
-    terminator.ARCH,
+MODULES = (
+    "inceptionnext",
+    "unireplknet",
+    "overlock",
+    "attnet",
+    "spartan",
+    "convnext_dcls",
+    "pflayer",
+    "pflayer_vit",
+    "eurosat_balanced",
+    "densenet",
+    "kimianet",
+    "convfirst",
+    "slab",
+    "slab_pvt",
+    "slab_cswin",
+    "shallow",
+    "wavemix",
+    "hyena_vit",
+    "crossd_resnet",
+    "d3net_aec",
+    "poincare_resnet",
+    "phc_resnet",
+    "phc_vgg",
+    "halonet",
+    "glnet",
+    "softhgnn",
+    "cvcnn",
+    "convsharevit",
+    "lighthgnn",
+    "conhd",
+    "sie",
+    "polyhistor",
+    "mip",
+    "hyperformer",
+    "terminator",
 )
 
-__all__ = [
-    "ARCHITECTURES",
-    "AttNetS",
-    "AttNetT1",
-    "AttNetT2",
-    "AttNetT3",
-    "AttNetT4",
-    "AttNetXS",
-    "AttNetXXS",
-    "CVCNN",
-    "CVCNNRealCNN",
-    "CVCNNRealCNNx2",
-    "ConvFirstSmall",
-    "ConvFirstTiny",
-    "ConvNeXtDCLSBase",
-    "ConvNeXtDCLSSmall",
-    "ConvNeXtDCLSTiny",
-    "ConvShareViTSame",
-    "ConvShareViTValid",
-    "CrossDResNet18",
-    "CrossDResNet18Radimagenet",
-    "DenseNet121",
-    "DenseNet169",
-    "DenseNet201",
-    "ECAHaloNeXt26TS",
-    "EuroSATBalanced12",
-    "GLNet16G",
-    "GLNet4G",
-    "GLNet4GTokenLabeling",
-    "GLNet9G",
-    "GLNet9GTokenLabeling",
-    "GLNetSTL",
-    "GLNetSTLParamSlot",
-    "HyenaDeiTBase",
-    "HyenaDeiTHybridBase",
-    "HyenaDeiTHybridSmall",
-    "HyenaDeiTHybridTiny",
-    "HyenaDeiTSmall",
-    "HyenaDeiTTiny",
-    "Halo2BotNet50TS256",
-    "HaloNet26T",
-    "HaloNet50TS",
-    "HaloNetH1",
-    "HaloRegNetZB",
-    "InceptionNeXtAtto",
-    "InceptionNeXtBase",
-    "InceptionNeXtSmall",
-    "InceptionNeXtTiny",
-    "KimiaNet",
-    "MIPHyperConvNet",
-    "OverLoCKB",
-    "OverLoCKS",
-    "OverLoCKT",
-    "OverLoCKXT",
-    "PHCResNet18",
-    "PHCResNet18Large",
-    "PHCResNet34",
-    "PHCResNet50",
-    "PHCResNet50Large",
-    "PHCResNet101",
-    "PHCResNet152",
-    "PHCResNet152Large",
-    "PHCVGG16",
-    "PHCVGG19Large",
-    "PfPiTBMax",
-    "PfPiTSMax",
-    "PfPiTTiMax",
-    "PfResNet50",
-    "PfResNet50Hybrid",
-    "PfResNet50Max",
-    "PfViTBMax",
-    "PfViTSMax",
-    "PfViTTiMax",
-    "PoincareResNet20CIFAR10",
-    "PoincareResNet20CIFAR100",
-    "PoincareResNet32CIFAR10",
-    "PoincareResNet32CIFAR100",
-    "PolyhistorLiteSwinT",
-    "PolyhistorSwinT",
-    "SEHaloNet33TS",
-    "SIEPredictorRot",
-    "SIEPredictorRotColor",
-    "SLABCSwinSmall",
-    "SLABCSwinTiny",
-    "SLABDeiTSmall",
-    "SLABDeiTTiny",
-    "SLABDeiTTinySoftmax",
-    "SLABPVTLarge",
-    "SLABPVTMedium",
-    "SLABPVTSmall",
-    "SLABPVTTiny",
-    "SLABSwinBase",
-    "SLABSwinSmall",
-    "SLABSwinTiny",
-    "ShallowCifar10Deep",
-    "ShallowCifar10Shallow",
-    "SpaRTANT",
-    "SwinTMultiTaskFinetune",
-    "TerminatorCIFAR10",
-    "TerminatorCIFAR100",
-    "UniRepLKNetA",
-    "UniRepLKNetB",
-    "UniRepLKNetF",
-    "UniRepLKNetL",
-    "UniRepLKNetN",
-    "UniRepLKNetP",
-    "UniRepLKNetS",
-    "UniRepLKNetT",
-    "UniRepLKNetXL",
-    "ViTSoftHGNN",
-    "ViTSoftHGNNSeS",
-    "WaveMix192",
-    "WaveMix256",
-    "WaveMix256Level4",
-    "WaveMixLite192",
-    "reparameterize",
-]
+
+def _declared(module):
+    return tuple(getattr(module, "ARCHITECTURES", None) or (module.ARCH,))
+
+
+ARCHITECTURES = tuple(
+    arch for name in MODULES for arch in _declared(importlib.import_module(f"keras_hyper.models.{name}"))
+)
+
+__all__ = ["ARCHITECTURES", "MODULES", "reparameterize", *MODULES]

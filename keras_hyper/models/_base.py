@@ -1,8 +1,11 @@
-"""What every architecture module shares: the spec of an architecture and its variants, and the
-keras.applications argument conventions (input, head, pooling, preprocessing) with their validation."""
+"""What every architecture module shares: the spec of an architecture and its variants, the backbone
+protocol (an image architecture is a network function that returns its stage features and its head), and the
+ONE classifier builder that wraps every backbone with the keras.applications arguments (input, preprocessing,
+pooling, head, final activation, weights) and their validation."""
 
 import dataclasses
-from typing import Callable, Mapping, Optional
+import inspect
+from typing import Callable, Mapping, NamedTuple, Optional, Union
 
 import keras
 import numpy as np
@@ -37,6 +40,79 @@ class Variant:
     crop_pct: float = 0.875
     paper_top1: Optional[float] = None
     timm_name: Optional[str] = None
+    builder_name: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One stage feature of a backbone: its key (`"P<log2 stride>"`, KerasHub's naming: P2..P5 for strides 4..32),
+    its stride relative to the input and its channels."""
+
+    key: str
+    stride: int
+    channels: int
+
+
+def pyramid(channels, strides=(4, 8, 16, 32)):
+    """The `Feature`s of stages with these channels and strides (a stride must be a power of two: a ViT's single
+    stride-16 token grid is `pyramid([dim], [16])`)."""
+    channels, strides = tuple(channels), tuple(strides)
+    if len(channels) != len(strides):
+        raise ValueError(f"pyramid() needs one stride per stage, got channels={channels}, strides={strides}.")
+    features = []
+    for width, stride in zip(channels, strides):
+        if stride < 1 or stride & (stride - 1):
+            raise ValueError(f"A feature stride must be a power of two, got {stride} (strides={strides}).")
+        features.append(Feature(f"P{stride.bit_length() - 1}", stride, int(width)))
+    if len({f.key for f in features}) != len(features):
+        raise ValueError(f"Two stages share a stride in {strides}; a pyramid has one feature per stride.")
+    return tuple(features)
+
+
+class Network(NamedTuple):
+    """What an image architecture's network function returns.
+
+    `features`: `{key: tensor}` for every stage, shallow to deep; the last one is what `include_top=False`
+    returns and what the head reads. `head(x, num_classes) -> logits`: the classification head (before the final
+    activation) applied to the last feature.
+    """
+
+    features: dict
+    head: Callable
+
+
+# The keras.applications arguments of every image builder, with their defaults (`name` defaults to the
+# architecture's name), plus timm's features_only / out_indices.
+APP_ARGS = dict(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    num_classes=1000,
+    classifier_activation="softmax",
+    include_preprocessing=False,
+    features_only=False,
+    out_indices=None,
+    name=None,
+)
+
+_APP_DOC = """
+    The keras.applications arguments, shared by every image architecture:
+        include_top: whether to end with the classification head (`num_classes` outputs).
+        weights: None or a local weight file of this exact structure (for registered tags, official
+            checkpoints and head changes use `keras_hyper.applications.load`).
+        input_tensor, input_shape: the input, channels_last; `None` height/width accept any size at or above
+            the architecture's minimum.
+        pooling: without the head, None (the last feature map), "avg" or "max".
+        num_classes, classifier_activation: the head's outputs and final activation (computed in float32).
+        include_preprocessing: start with a Normalization layer mapping [0, 255] pixels to the training range.
+        features_only: return the backbone: a model whose output is `{key: stage feature}` (keys "P2".."P5" for
+            strides 4..32, `keras_hyper.applications.model_info(name).features`).
+        out_indices: with features_only, the stages to return (indices into the features, negatives count from
+            the deepest); None returns them all.
+        name: the model's name.
+"""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -54,7 +130,9 @@ class Architecture:
     `fixture_kwargs(meta)`, where given, maps a fixture case's JSON (its `kwargs` are the official
     constructor's) to builder kwargs; without it every case uses `tiny`. `fixture_cases` names the cases
     (file stems) that are whole-model cases, checked by `keras_hyper.convert.reference.check`; None means all.
-    Layer-level cases are the architecture's own tests' business.
+    Layer-level cases are the architecture's own tests' business. `fixture_features` maps a case's recorded
+    intermediates to the backbone's features (`{"feat/stage0": "P2", ...}`): they are compared through
+    `features_only=True`, which is how a user gets them.
 
     Non-image architectures (audio, graphs, sequences) set `example_inputs(batch) -> array | tuple of arrays`,
     valid inputs of `builder(**tiny)`; they have no `classifier` to swap, and the harness runs only its
@@ -73,13 +151,17 @@ class Architecture:
     """
 
     name: str
-    builder: Callable
     convert: Callable
     paper: Paper
     variants: tuple
     license: str
     source: str
     tiny: Mapping
+    builder: Optional[Callable] = None
+    network: Optional[Callable] = None
+    features: Optional[Callable] = None
+    input_size: Union[int, Callable] = 224
+    min_size: Union[int, Callable] = 32
     classifier: Optional[str] = None
     classifier_key: Optional[str] = None
     fixture: Optional[str] = None
@@ -90,6 +172,7 @@ class Architecture:
     reparameterize: Optional[Callable] = None
     fixture_kwargs: Optional[Callable] = None
     fixture_cases: Optional[tuple] = None
+    fixture_features: Optional[Mapping] = None
     example_inputs: Optional[Callable] = None
     sample_inputs: Optional[Callable] = None
     litert: bool = True
@@ -101,6 +184,34 @@ class Architecture:
                 f"Architecture {self.name!r}: an image classifier needs `classifier` and `classifier_key`; "
                 "a non-image architecture declares `example_inputs` instead."
             )
+        if (self.builder is None) == (self.network is None):
+            raise ValueError(f"Architecture {self.name!r} needs exactly one of `network` (image) and `builder`.")
+        if self.network is not None:
+            if self.features is None:
+                raise ValueError(f"Architecture {self.name!r}: an image network declares its `features`.")
+            object.__setattr__(self, "builder", _image_builder(self))
+
+    @property
+    def is_image(self) -> bool:
+        """Whether this is an image backbone + classifier (the others declare their own inputs)."""
+        return self.network is not None
+
+    def network_kwargs(self, kwargs: Mapping) -> dict:
+        """`kwargs` (the network's own arguments) completed with the network function's defaults."""
+        params = list(inspect.signature(self.network).parameters.values())[1:]
+        unknown = sorted(set(kwargs) - {p.name for p in params})
+        if unknown:
+            raise TypeError(f"{self.name} takes no argument(s) {unknown}; it takes {[p.name for p in params]}.")
+        return {p.name: kwargs.get(p.name, p.default) for p in params}
+
+    def feature_info(self, kwargs: Mapping) -> tuple:
+        """The `Feature`s of the backbone built with the network arguments `kwargs` (defaults filled in)."""
+        return tuple(self.features(**self.network_kwargs(kwargs)))
+
+    def sizes(self, kwargs: Mapping) -> tuple:
+        """`(default input size, minimum input size)` of the network built with `kwargs`."""
+        full = self.network_kwargs(kwargs)
+        return tuple(int(v(**full) if callable(v) else v) for v in (self.input_size, self.min_size))
 
 
 def validate_head(include_top, pooling, num_classes, classifier_activation):
@@ -203,24 +314,86 @@ def finish(inputs, outputs, *, name, weights=None, arch=None):
     return model
 
 
-def variant_builder(function_name, variant):
-    """Makes the public builder of a registered variant, e.g. `InceptionNeXtTiny(weights="sail_in1k")`.
+def _select(features, out_indices):
+    """The features picked by timm-style `out_indices` (stage indices, negatives from the deepest)."""
+    keys = list(features)
+    if out_indices is None:
+        return dict(features)
+    if isinstance(out_indices, (int, str)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in out_indices
+    ):
+        raise ValueError(f"out_indices must be a sequence of stage indices, got {out_indices!r}.")
+    picked = []
+    for index in out_indices:
+        if not -len(keys) <= index < len(keys):
+            raise ValueError(
+                f"out_indices={tuple(out_indices)!r}: index {index} is out of range for the {len(keys)} stages "
+                f"{keys}."
+            )
+        picked.append(keys[index])
+    if not picked or len(set(picked)) != len(picked):
+        raise ValueError(f"out_indices must name each stage at most once and at least one, got {out_indices!r}.")
+    return {key: features[key] for key in picked}
 
-    It is `keras_hyper.applications.load(variant, **kwargs)`: one code path for tags, conversion and
-    validation. The import is lazy because applications sits above models.
-    """
 
-    def builder(**kwargs):
-        from keras_hyper import applications
+def image_classifier(arch, network_kwargs, **app):
+    """The shared classifier protocol: input and shape validation, preprocessing, the backbone, then the head
+    (or pooling, or the stage features) and weights. `app` holds the keras.applications arguments."""
+    app = {**APP_ARGS, **app}
+    features_only = app["features_only"]
+    if not isinstance(features_only, bool):
+        raise ValueError(f"features_only must be True or False, got {features_only!r}.")
+    if features_only:
+        if app["pooling"] is not None:
+            raise ValueError(f"pooling={app['pooling']!r} does not apply to features_only=True (unpooled maps).")
+    else:
+        if app["out_indices"] is not None:
+            raise ValueError(f"out_indices={app['out_indices']!r} applies only with features_only=True.")
+        validate_head(app["include_top"], app["pooling"], app["num_classes"], app["classifier_activation"])
+    network_kwargs = arch.network_kwargs(network_kwargs)
+    default_size, min_size = arch.sizes(network_kwargs)
+    inputs = x = image_input(app["input_tensor"], app["input_shape"], default_size=default_size, min_size=min_size)
+    if app["include_preprocessing"]:
+        x = preprocessing(x, arch.mean, arch.std)
+    net = arch.network(x, **network_kwargs)
+    declared = arch.feature_info(network_kwargs)
+    built = [(key, tensor.shape[-1]) for key, tensor in net.features.items()]
+    if built != [(f.key, f.channels) for f in declared]:
+        raise AssertionError(f"{arch.name}: the network's features {built} contradict its declaration {declared}.")
+    last = list(net.features.values())[-1]
+    if features_only:
+        outputs = _select(net.features, app["out_indices"])
+    elif app["include_top"]:
+        outputs = predictions(net.head(last, app["num_classes"]), app["classifier_activation"])
+    else:
+        outputs = pool(last, app["pooling"])
+    weights = app["weights"]
+    if weights is not None and features_only and not str(weights).endswith((".weights.h5", ".keras")):
+        raise ValueError(
+            f"weights={str(weights)!r}: converting a checkpoint into a features model goes through "
+            f"keras_hyper.applications.load(..., weights=..., features_only=True), which drops the head."
+        )
+    return finish(inputs, outputs, name=app["name"] or arch.name, weights=weights, arch=arch)
 
-        return applications.load(variant, **kwargs)
 
-    builder.__name__ = builder.__qualname__ = function_name
-    builder.__doc__ = (
-        f"Builds the registered variant `{variant}`: `keras_hyper.applications.load({variant!r}, **kwargs)`.\n\n"
-        "Takes the keras.applications arguments (include_top, weights, input_tensor, input_shape, pooling, "
-        "num_classes, classifier_activation, include_preprocessing, name) and the architecture's own keyword "
-        "arguments; `weights` is a tag of `keras_hyper.applications.model_info(...).weight_tags`, 'imagenet', or "
-        "a local file."
-    )
+def _image_builder(arch):
+    """The public builder of an image architecture: its network's own arguments, then the keras.applications
+    ones (keyword-only). Its docstring is the network's, with the shared arguments appended."""
+    network_params = list(inspect.signature(arch.network).parameters.values())[1:]
+    app_params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d) for n, d in APP_ARGS.items()]
+    signature = inspect.Signature(network_params + app_params)
+    network_names = [p.name for p in network_params]
+
+    def builder(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = bound.arguments
+        return image_classifier(
+            arch, {k: values[k] for k in network_names}, **{k: values[k] for k in APP_ARGS}
+        )
+
+    builder.__name__ = builder.__qualname__ = arch.network.__name__
+    builder.__module__ = arch.network.__module__
+    builder.__signature__ = signature
+    builder.__doc__ = (inspect.getdoc(arch.network) or "") + "\n" + _APP_DOC
     return builder

@@ -46,6 +46,7 @@ def _block(x, prefix, *, mlp_ratio, mixer_kwargs, ls_init_value, drop_path):
 
 
 def inceptionnext(
+    x,
     depths=(3, 3, 9, 3),
     dims=(96, 192, 384, 768),
     mlp_ratios=(4, 4, 4, 3),
@@ -56,55 +57,41 @@ def inceptionnext(
     drop_path_rate=0.0,
     drop_rate=0.0,
     head_mlp_ratio=3,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="inceptionnext",
 ):
-    """Builds an InceptionNeXt model.
+    """Builds an InceptionNeXt model (the public builder is `keras_hyper.models.inceptionnext.inceptionnext`,
+    which takes these arguments and the keras.applications ones; this network function maps an input tensor to
+    the stage features P2..P5 and the MLP head).
 
     Args:
         depths: blocks per stage.
         dims: channels per stage.
-        mlp_ratios: hidden/input ratio of each stage's MLP.
+        mlp_ratios: hidden/input ratio of each stage's MLP (one number for all stages, or one per stage).
         square_kernel_size, band_kernel_size, branch_ratio: the token mixer's kernels and channel split.
         ls_init_value: initial layer scale (0 or None: no layer scale).
         drop_path_rate: stochastic depth rate of the last block, rising linearly from 0 over all blocks as
             in the official schedule.
         drop_rate: dropout before the classifier.
         head_mlp_ratio: hidden/input ratio of the head's MLP.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
-            `keras_hyper.applications.load` or the variant builders for registered tags).
 
-    Returns:
-        A functional `keras.Model`.
+    Features: `P2`..`P5` (strides 4, 8, 16, 32; `dims` channels). Example:
+
+        model = inceptionnext(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), num_classes=10)
+        pyramid = inceptionnext(features_only=True)          # {"P2": (B, H/4, W/4, 96), ..., "P5": ...}
     """
-    depths, dims = tuple(depths), tuple(dims)
-    if len(depths) != len(dims) or not depths:
-        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
+    depths, dims = _stages(depths, dims)
     if isinstance(mlp_ratios, (int, float)):
         mlp_ratios = (mlp_ratios,) * len(depths)
     mlp_ratios = tuple(mlp_ratios)
     if len(mlp_ratios) != len(depths):
         raise ValueError(f"mlp_ratios must have one entry per stage ({len(depths)}), got {mlp_ratios}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
     mixer_kwargs = dict(
         square_kernel_size=square_kernel_size, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio
     )
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
     x = Conv2D(dims[0], 4, strides=4, kernel_initializer=_dense_init(), name="stem-0")(x)
     x = _batch_norm("stem-1")(x)
 
+    features = {}
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
@@ -121,19 +108,30 @@ def inceptionnext(
                 drop_path=rates[block],
             )
             block += 1
+        features[f"P{i + 2}"] = x
 
-    if include_top:
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="head-global_pool")(x)
         x = keras.layers.Dense(int(head_mlp_ratio * dims[-1]), kernel_initializer=_dense_init(), name="head-fc1")(x)
         x = keras.layers.Activation("gelu", name="head-act")(x)
         x = keras.layers.LayerNormalization(epsilon=1e-6, name="head-norm")(x)
         if drop_rate:
             x = keras.layers.Dropout(drop_rate, name="head-drop")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=_dense_init(), name="head-fc2")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return keras.layers.Dense(num_classes, kernel_initializer=_dense_init(), name="head-fc2")(x)
+
+    return _base.Network(features, head)
+
+
+def _stages(depths, dims):
+    depths, dims = tuple(depths), tuple(dims)
+    if len(depths) != len(dims) or not depths:
+        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
+    return depths, dims
+
+
+def _features(depths, dims, **_):
+    depths, dims = _stages(depths, dims)
+    return _base.pyramid(dims, [2 ** (i + 2) for i in range(len(dims))])
 
 
 def convert_inceptionnext(state_dict, model):
@@ -172,6 +170,7 @@ VARIANTS = (
         num_params=4_156_520,
         paper_top1=75.348,
         timm_name="inception_next_atto",
+        builder_name="InceptionNeXtAtto",
     ),
     _base.Variant(
         "inceptionnext_tiny",
@@ -179,6 +178,7 @@ VARIANTS = (
         num_params=28_055_680,
         paper_top1=82.508,
         timm_name="inception_next_tiny",
+        builder_name="InceptionNeXtTiny",
     ),
     _base.Variant(
         "inceptionnext_small",
@@ -186,6 +186,7 @@ VARIANTS = (
         num_params=49_374_016,
         paper_top1=83.584,
         timm_name="inception_next_small",
+        builder_name="InceptionNeXtSmall",
     ),
     _base.Variant(
         "inceptionnext_base",
@@ -194,12 +195,15 @@ VARIANTS = (
         crop_pct=0.95,
         paper_top1=84.098,
         timm_name="inception_next_base",
+        builder_name="InceptionNeXtBase",
     ),
 )
 
 ARCH = _base.Architecture(
     name="inceptionnext",
-    builder=inceptionnext,
+    network=inceptionnext,
+    features=_features,
+    min_size=lambda depths, **_: 2 ** (len(depths) + 1),
     convert=convert_inceptionnext,
     paper=_PAPER,
     variants=VARIANTS,
@@ -209,10 +213,8 @@ ARCH = _base.Architecture(
     classifier_key="head.fc2.weight",
     tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), band_kernel_size=7, branch_ratio=0.25, num_classes=10),
     fixture="inceptionnext",
+    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
     reparameterize=reparameterize,
 )
 
-InceptionNeXtAtto = _base.variant_builder("InceptionNeXtAtto", "inceptionnext_atto")
-InceptionNeXtTiny = _base.variant_builder("InceptionNeXtTiny", "inceptionnext_tiny")
-InceptionNeXtSmall = _base.variant_builder("InceptionNeXtSmall", "inceptionnext_small")
-InceptionNeXtBase = _base.variant_builder("InceptionNeXtBase", "inceptionnext_base")
+inceptionnext = ARCH.builder

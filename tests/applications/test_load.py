@@ -70,9 +70,9 @@ def test_input_tensor_is_the_model_input():
 
 
 def test_variant_builder_is_load():
-    model = models.InceptionNeXtAtto(num_classes=3, input_shape=(32, 32, 3), include_preprocessing=True)
+    model = applications.InceptionNeXtAtto(num_classes=3, input_shape=(32, 32, 3), include_preprocessing=True)
     assert model.name == "inceptionnext_atto" and model.output_shape == (None, 3)
-    assert models.InceptionNeXtTiny.__name__ == "InceptionNeXtTiny"
+    assert applications.InceptionNeXtTiny.__name__ == "InceptionNeXtTiny"
 
 
 def test_preprocess_input_matches_include_preprocessing():
