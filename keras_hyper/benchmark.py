@@ -48,7 +48,7 @@ import keras
 import numpy as np
 
 from keras_hyper import applications
-from keras_hyper.applications import registry
+from keras_hyper.applications import catalog, registry
 
 # Row key and columns of the Speed table in a model card; `write_card` rewrites rows in this layout. "{unit}" is
 # "img" for image models and "sample" for the others.
@@ -460,10 +460,8 @@ def format_report(result):
 def card_for(name):
     """The model card of a registered model in this checkout: `zoo/<arch>.md`, or where an architecture shares its
     module's card (LightHGNN's teachers and students, SLAB's Swin), `zoo/<module>.md`."""
-    zoo = Path(__file__).resolve().parents[1] / "zoo"
     arch = registry.lookup(applications.model_info(name).name)[0]
-    own = zoo / f"{arch.name}.md"
-    return own if own.is_file() else zoo / f"{arch.builder.__module__.rsplit('.', 1)[-1]}.md"
+    return catalog.card(arch, Path(__file__).resolve().parents[1] / "zoo")
 
 
 def write_card(result, card_path):

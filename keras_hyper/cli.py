@@ -25,8 +25,8 @@ import keras
 import numpy as np
 
 from keras_hyper import applications
-from keras_hyper.applications import weights as weights_lib
-from keras_hyper.applications.store import DownloadError
+from keras_hyper.weights import files as weights_lib
+from keras_hyper.weights.store import DownloadError
 
 BACKENDS = ("jax", "tensorflow", "torch")
 # Errors that describe a wrong argument, a missing file or package or an unsupported request, not a bug.

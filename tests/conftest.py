@@ -34,3 +34,44 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)
+
+
+# Seconds per architecture module (its harness cases, by parameter id, and its tests/models file) and per other
+# test file, written as JSON where KERAS_HYPER_TEST_TIMES points (scripts/test-backends sets it per backend and
+# prints the report with scripts/test-times: the budget is tracked per architecture, not guessed).
+_TIMES = {}
+
+
+def _owner(nodeid):
+    from keras_hyper.applications import registry
+
+    path, _, name = nodeid.partition("::")
+    parts = Path(path).parts
+    if parts[-1] == "harness.py" and "[" in name:
+        modules = {}
+        for arch in registry.architectures():
+            module = arch.builder.__module__.rsplit(".", 1)[-1]
+            modules[arch.name] = module
+            modules.update({v.name: module for v in arch.variants})
+        for token in name[name.index("[") + 1 : -1].split("-"):
+            if token in modules:
+                return modules[token]
+    if len(parts) >= 2 and parts[-2] == "models":
+        return Path(path).stem.removeprefix("test_")
+    return "/".join(parts[1:]) if parts[0] == "tests" else path
+
+
+def pytest_runtest_logreport(report):
+    key = _owner(report.nodeid)
+    _TIMES[key] = _TIMES.get(key, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    target = os.environ.get("KERAS_HYPER_TEST_TIMES")
+    if target:
+        import json
+
+        from keras_hyper import models
+
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(json.dumps({"times": _TIMES, "architectures": list(models.MODULES)}, indent=1))

@@ -20,7 +20,7 @@ from testutil import build_tiny, named_outputs, outputs, reference_dir, tiny_inp
 
 from keras_hyper import applications
 from keras_hyper.applications import registry
-from keras_hyper.applications import weights as weights_lib
+from keras_hyper.weights import files as weights_lib
 from keras_hyper.convert import reference
 from keras_hyper.models._base import APP_ARGS
 

@@ -37,3 +37,13 @@ def test_every_skipped_block_says_why():
         for code in BLOCK.findall(page.read_text()):
             if code.startswith("# not run"):
                 assert re.match(r"# not run: \S", code), f"{page.name}: '# not run' without a reason:\n{code}"
+
+
+def test_readme_models_table_is_generated():
+    from keras_hyper.applications import catalog
+
+    root = DOCS.parent
+    readme = (root / "README.md").read_text()
+    assert catalog.readme_with_table(readme, root) == readme, (
+        "README.md's models table is stale: run `python -m keras_hyper.applications.catalog`"
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 import keras
 
 from keras_hyper.applications import registry
-from keras_hyper.applications import weights as weights_lib
+from keras_hyper.weights import files as weights_lib
 from keras_hyper.models._base import APP_ARGS
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from keras_hyper.applications import registry
-from keras_hyper.applications import weights as weights_lib
+from keras_hyper.weights import files as weights_lib
 
 
 def preprocess_input(x, model="inceptionnext_tiny"):

@@ -6,7 +6,7 @@ import fnmatch
 from typing import Optional
 
 from keras_hyper import models
-from keras_hyper.applications import weights as weights_lib
+from keras_hyper.weights import files as weights_lib
 from keras_hyper.models import _base
 from keras_hyper.models._base import Architecture, Paper
 

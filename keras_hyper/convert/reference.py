@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert.checkpoint import read_checkpoint
+from keras_hyper.weights import files as weights_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +88,6 @@ def check(arch, folder) -> list:
 def _features(arch, stem, data, model, x, kwargs):
     """The case's recorded intermediates (`arch.fixture_features`: fixture key -> feature key), computed through
     the backbone (`features_only=True`) with the converted model's weights."""
-    from keras_hyper.applications import weights as weights_lib
-
     missing = sorted(set(arch.fixture_features) - set(data.files))
     if missing:
         raise KeyError(f"{stem}: {arch.name}.fixture_features names {missing}, which the case does not record.")

@@ -10,6 +10,8 @@ from typing import Callable, Mapping, NamedTuple, Optional, Union
 import keras
 import numpy as np
 
+from keras_hyper.weights import files as weights_lib
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 POOLINGS = (None, "avg", "max")
@@ -306,10 +308,6 @@ def finish(inputs, outputs, *, name, weights=None, arch=None):
     through `arch.convert`)."""
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
-        # Weight files, caches and converters live in keras_hyper.applications, above the models; importing it
-        # lazily keeps the dependency direction of the package (models never import it at module level).
-        from keras_hyper.applications import weights as weights_lib
-
         weights_lib.load_file(model, weights, arch=arch)
     return model
 

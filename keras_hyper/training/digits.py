@@ -101,7 +101,7 @@ def save_inference_weights(model, out):
     """Saves only the weights an inference model needs: no optimizer state (which a compiled model's
     `save_weights` includes, tripling the file) and no training-only layers such as DropPath."""
     from keras_hyper import applications
-    from keras_hyper.applications import weights as weights_lib
+    from keras_hyper.weights import files as weights_lib
 
     clean = applications.load(MODEL, num_classes=10, input_shape=(SIZE, SIZE, 3), classifier_activation=None)
     weights_lib.transfer(model, clean)

@@ -9,8 +9,8 @@ import pytest
 from testutil import to_numpy
 
 from keras_hyper import applications, models
-from keras_hyper.applications import store
-from keras_hyper.applications import weights as weights_lib
+from keras_hyper.weights import store
+from keras_hyper.weights import files as weights_lib
 from keras_hyper.models import inceptionnext
 
 TINY = dict(inceptionnext.ARCH.tiny)

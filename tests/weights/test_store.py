@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_hyper.applications import store
+from keras_hyper.weights import store
 
 BODY = bytes(range(256)) * 4096 + b"tail"  # a little over 1 MiB, so the download takes two chunks
 DIGEST = hashlib.sha256(BODY).hexdigest()

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_hyper.applications import store
+from keras_hyper.weights import store
 from keras_hyper.convert import checkpoint
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".npz")
