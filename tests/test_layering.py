@@ -43,7 +43,8 @@ def _imports(module, path):
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
             # `from a.b import c` imports the module a.b.c where there is one, else a name of a.b
             names = [f"{base}.{a.name}" if _is_module(f"{base}.{a.name}") else base for a in node.names]
         else:
@@ -74,7 +75,8 @@ def test_no_model_imports_another_architecture():
             continue
         for name, line in _imports(module, path):
             parts = name.split(".")
-            if len(parts) >= 3 and parts[1] == "models" and not parts[2].startswith("_") and _is_module(".".join(parts[:3])):
-                if ".".join(parts[:3]) != module:
+            other = ".".join(parts[:3])
+            if len(parts) >= 3 and parts[1] == "models" and not parts[2].startswith("_") and _is_module(other):
+                if other != module:
                     wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}")
     assert not wrong, "model modules importing other architectures:\n" + "\n".join(sorted(set(wrong)))

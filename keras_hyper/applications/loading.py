@@ -6,8 +6,8 @@ from pathlib import Path
 import keras
 
 from keras_hyper.applications import registry
-from keras_hyper.weights import files as weights_lib
 from keras_hyper.models._base import APP_ARGS
+from keras_hyper.weights import files as weights_lib
 
 
 def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):

@@ -6,9 +6,9 @@ import fnmatch
 from typing import Optional
 
 from keras_hyper import models
-from keras_hyper.weights import files as weights_lib
 from keras_hyper.models import _base
 from keras_hyper.models._base import Architecture, Paper
+from keras_hyper.weights import files as weights_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +94,7 @@ def model_info(name: str) -> ModelInfo:
         paper_top1=variant.paper_top1,
         timm_name=variant.timm_name,
         features=features,
-        kind="image" if arch.is_image else "other",
+        kind=arch.kind,
     )
 
 

@@ -38,6 +38,9 @@ def dense_kernel(w):
     return np.transpose(w)
 
 
+TRAINING_COUNTERS = r"(.*\.)?num_batches_tracked$"
+
+
 class StateDictMapper:
     """Assigns state-dict tensors to model variables and, at `finish()`, proves that nothing was left over.
 
@@ -48,13 +51,15 @@ class StateDictMapper:
     Args:
         state_dict: mapping of name -> array (PyTorch layout).
         model: the Keras model to fill.
-        ignore: regular expressions of keys that are deliberately unused (say why at the call site).
+        ignore: regular expressions of keys that are deliberately unused (say why at the call site). BatchNorm's
+            `num_batches_tracked` is always ignored: a training counter that only sets PyTorch's momentum when
+            `momentum=None`, which no ported architecture uses.
     """
 
     def __init__(self, state_dict, model, ignore=()):
         self.state_dict = dict(state_dict)
         self.model = model
-        self.ignore = [re.compile(p) for p in ignore]
+        self.ignore = [re.compile(p) for p in (TRAINING_COUNTERS, *ignore)]
         self.used = set()
         self.missing = []
         self.assigned = set()

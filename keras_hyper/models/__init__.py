@@ -20,7 +20,6 @@ MODULES = (
     "pflayer_vit",
     "eurosat_balanced",
     "densenet",
-    "kimianet",
     "convfirst",
     "slab",
     "slab_pvt",

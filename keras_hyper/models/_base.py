@@ -55,17 +55,23 @@ class Feature:
     channels: int
 
 
+def feature_key(stride):
+    """A stage's key: `"P<log2 stride>"` (KerasHub's naming), or `"S<stride>"` for a stride that is no power of two
+    (a ViT with 6x6 patches), which has no P level."""
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"A feature stride must be a positive integer, got {stride!r}.")
+    return f"P{stride.bit_length() - 1}" if stride & (stride - 1) == 0 else f"S{stride}"
+
+
 def pyramid(channels, strides=(4, 8, 16, 32)):
-    """The `Feature`s of stages with these channels and strides (a stride must be a power of two: a ViT's single
-    stride-16 token grid is `pyramid([dim], [16])`)."""
+    """The `Feature`s of stages with these channels and strides (a ViT's single stride-16 token grid is
+    `pyramid([dim], [16])`)."""
     channels, strides = tuple(channels), tuple(strides)
     if len(channels) != len(strides):
         raise ValueError(f"pyramid() needs one stride per stage, got channels={channels}, strides={strides}.")
     features = []
     for width, stride in zip(channels, strides):
-        if stride < 1 or stride & (stride - 1):
-            raise ValueError(f"A feature stride must be a power of two, got {stride} (strides={strides}).")
-        features.append(Feature(f"P{stride.bit_length() - 1}", stride, int(width)))
+        features.append(Feature(feature_key(stride), stride, int(width)))
     if len({f.key for f in features}) != len(features):
         raise ValueError(f"Two stages share a stride in {strides}; a pyramid has one feature per stride.")
     return tuple(features)
@@ -76,11 +82,15 @@ class Network(NamedTuple):
 
     `features`: `{key: tensor}` for every stage, shallow to deep; the last one is what `include_top=False`
     returns and what the head reads. `head(x, num_classes) -> logits`: the classification head (before the final
-    activation) applied to the last feature.
+    activation) applied to the last feature; a list `[logits, aux_logits, ...]` for training-only auxiliary
+    classifiers (deep supervision), which become further outputs with the same final activation.
+    `pool(x, pooling)`, where given, replaces the shared `include_top=False` pooling (complex feature maps pool by
+    modulus, not per real part).
     """
 
     features: dict
     head: Callable
+    pool: Optional[Callable] = None
 
 
 # The keras.applications arguments of every image builder, with their defaults (`name` defaults to the
@@ -136,6 +146,10 @@ class Architecture:
     intermediates to the backbone's features (`{"feat/stage0": "P2", ...}`): they are compared through
     `features_only=True`, which is how a user gets them.
 
+    `num_classes` is the image builder's default head size (a CIFAR architecture's 10 or 100).
+
+    `kind` says what the model takes and gives: "image" (a backbone + classifier, declared through `network`) or
+    the kind of a non-image model ("audio", "hypergraph", "knowledge graph", "dense prediction", ...).
     Non-image architectures (audio, graphs, sequences) set `example_inputs(batch) -> array | tuple of arrays`,
     valid inputs of `builder(**tiny)`; they have no `classifier` to swap, and the harness runs only its
     input-agnostic checks on them. `litert=False` declares a model whose operators have no builtin LiteRT
@@ -179,6 +193,8 @@ class Architecture:
     sample_inputs: Optional[Callable] = None
     litert: bool = True
     zero_grad_at_init: tuple = ()
+    kind: str = "image"
+    num_classes: int = 1000
 
     def __post_init__(self):
         if self.example_inputs is None and (self.classifier is None or self.classifier_key is None):
@@ -188,6 +204,11 @@ class Architecture:
             )
         if (self.builder is None) == (self.network is None):
             raise ValueError(f"Architecture {self.name!r} needs exactly one of `network` (image) and `builder`.")
+        if (self.kind == "image") != (self.network is not None):
+            raise ValueError(
+                f"Architecture {self.name!r}: kind={self.kind!r}, but an image backbone declares `network` and "
+                "any other kind (audio, hypergraph, ...) a `builder` of its own."
+            )
         if self.network is not None:
             if self.features is None:
                 raise ValueError(f"Architecture {self.name!r}: an image network declares its `features`.")
@@ -211,9 +232,12 @@ class Architecture:
         return tuple(self.features(**self.network_kwargs(kwargs)))
 
     def sizes(self, kwargs: Mapping) -> tuple:
-        """`(default input size, minimum input size)` of the network built with `kwargs`."""
+        """`(default input size, minimum input size)` of the network built with `kwargs`; the default is one side
+        or, for a non-square layout, `(height, width)`."""
         full = self.network_kwargs(kwargs)
-        return tuple(int(v(**full) if callable(v) else v) for v in (self.input_size, self.min_size))
+        default, minimum = (v(**full) if callable(v) else v for v in (self.input_size, self.min_size))
+        default = tuple(int(s) for s in default) if isinstance(default, (tuple, list)) else int(default)
+        return default, int(minimum)
 
 
 def validate_head(include_top, pooling, num_classes, classifier_activation):
@@ -263,7 +287,8 @@ def image_input(input_tensor, input_shape, *, default_size, min_size, name="inpu
             )
         input_shape = tensor_shape
     if input_shape is None:
-        input_shape = (default_size, default_size, 3)
+        height, width = default_size if isinstance(default_size, tuple) else (default_size, default_size)
+        input_shape = (height, width, 3)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
@@ -282,6 +307,11 @@ def image_input(input_tensor, input_shape, *, default_size, min_size, name="inpu
 
 def preprocessing(x, mean, std, name="preprocessing"):
     """Maps raw pixels in [0, 255] to the normalised range the model was trained on."""
+    if x.shape[-1] != len(mean):
+        raise ValueError(
+            f"include_preprocessing normalises {len(mean)}-channel input with the training mean {tuple(mean)} and "
+            f"std {tuple(std)}; got {x.shape[-1]} channels."
+        )
     return keras.layers.Normalization(
         mean=[255.0 * m for m in mean], variance=[(255.0 * s) ** 2 for s in std], name=name
     )(x)
@@ -296,11 +326,11 @@ def pool(x, pooling):
     return x
 
 
-def predictions(x, classifier_activation):
+def predictions(x, classifier_activation, name="predictions"):
     """The final activation, in float32 so that softmax stays stable under mixed precision."""
     if classifier_activation is None:
         return x
-    return keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
+    return keras.layers.Activation(classifier_activation, dtype="float32", name=name)(x)
 
 
 def finish(inputs, outputs, *, name, weights=None, arch=None):
@@ -312,11 +342,11 @@ def finish(inputs, outputs, *, name, weights=None, arch=None):
     return model
 
 
-def _select(features, out_indices):
-    """The features picked by timm-style `out_indices` (stage indices, negatives from the deepest)."""
-    keys = list(features)
+def _select(keys, out_indices):
+    """The feature keys picked by timm-style `out_indices` (stage indices, negatives from the deepest)."""
+    keys = list(keys)
     if out_indices is None:
-        return dict(features)
+        return keys
     if isinstance(out_indices, (int, str)) or not all(
         isinstance(i, int) and not isinstance(i, bool) for i in out_indices
     ):
@@ -325,13 +355,12 @@ def _select(features, out_indices):
     for index in out_indices:
         if not -len(keys) <= index < len(keys):
             raise ValueError(
-                f"out_indices={tuple(out_indices)!r}: index {index} is out of range for the {len(keys)} stages "
-                f"{keys}."
+                f"out_indices={tuple(out_indices)!r}: index {index} is out of range for the {len(keys)} stages {keys}."
             )
         picked.append(keys[index])
     if not picked or len(set(picked)) != len(picked):
         raise ValueError(f"out_indices must name each stage at most once and at least one, got {out_indices!r}.")
-    return {key: features[key] for key in picked}
+    return picked
 
 
 def image_classifier(arch, network_kwargs, **app):
@@ -349,28 +378,34 @@ def image_classifier(arch, network_kwargs, **app):
             raise ValueError(f"out_indices={app['out_indices']!r} applies only with features_only=True.")
         validate_head(app["include_top"], app["pooling"], app["num_classes"], app["classifier_activation"])
     network_kwargs = arch.network_kwargs(network_kwargs)
-    default_size, min_size = arch.sizes(network_kwargs)
-    inputs = x = image_input(app["input_tensor"], app["input_shape"], default_size=default_size, min_size=min_size)
-    if app["include_preprocessing"]:
-        x = preprocessing(x, arch.mean, arch.std)
-    net = arch.network(x, **network_kwargs)
     declared = arch.feature_info(network_kwargs)
-    built = [(key, tensor.shape[-1]) for key, tensor in net.features.items()]
-    if built != [(f.key, f.channels) for f in declared]:
-        raise AssertionError(f"{arch.name}: the network's features {built} contradict its declaration {declared}.")
-    last = list(net.features.values())[-1]
-    if features_only:
-        outputs = _select(net.features, app["out_indices"])
-    elif app["include_top"]:
-        outputs = predictions(net.head(last, app["num_classes"]), app["classifier_activation"])
-    else:
-        outputs = pool(last, app["pooling"])
+    picked = _select([f.key for f in declared], app["out_indices"]) if features_only else None
     weights = app["weights"]
     if weights is not None and features_only and not str(weights).endswith((".weights.h5", ".keras")):
         raise ValueError(
             f"weights={str(weights)!r}: converting a checkpoint into a features model goes through "
             f"keras_hyper.applications.load(..., weights=..., features_only=True), which drops the head."
         )
+    default_size, min_size = arch.sizes(network_kwargs)
+    inputs = x = image_input(app["input_tensor"], app["input_shape"], default_size=default_size, min_size=min_size)
+    if app["include_preprocessing"]:
+        x = preprocessing(x, arch.mean, arch.std)
+    net = arch.network(x, **network_kwargs)
+    built = [(key, tensor.shape[-1]) for key, tensor in net.features.items()]
+    if built != [(f.key, f.channels) for f in declared]:
+        raise AssertionError(f"{arch.name}: the network's features {built} contradict its declaration {declared}.")
+    last = list(net.features.values())[-1]
+    if features_only:
+        outputs = {key: net.features[key] for key in picked}
+    elif app["include_top"]:
+        logits = net.head(last, app["num_classes"])
+        if isinstance(logits, (list, tuple)):  # the main logits, then auxiliary ones (deep supervision)
+            names = ["predictions"] + [f"aux_predictions{f'_{i}' if i else ''}" for i in range(len(logits) - 1)]
+            outputs = [predictions(t, app["classifier_activation"], n) for t, n in zip(logits, names)]
+        else:
+            outputs = predictions(logits, app["classifier_activation"])
+    else:
+        outputs = (net.pool or pool)(last, app["pooling"])
     return finish(inputs, outputs, name=app["name"] or arch.name, weights=weights, arch=arch)
 
 
@@ -378,7 +413,9 @@ def _image_builder(arch):
     """The public builder of an image architecture: its network's own arguments, then the keras.applications
     ones (keyword-only). Its docstring is the network's, with the shared arguments appended."""
     network_params = list(inspect.signature(arch.network).parameters.values())[1:]
-    app_params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d) for n, d in APP_ARGS.items()]
+    # the head's default class count is the architecture's (CIFAR models: 10 or 100)
+    defaults = {**APP_ARGS, "num_classes": arch.num_classes}
+    app_params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d) for n, d in defaults.items()]
     signature = inspect.Signature(network_params + app_params)
     network_names = [p.name for p in network_params]
 
@@ -386,9 +423,7 @@ def _image_builder(arch):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         values = bound.arguments
-        return image_classifier(
-            arch, {k: values[k] for k in network_names}, **{k: values[k] for k in APP_ARGS}
-        )
+        return image_classifier(arch, {k: values[k] for k in network_names}, **{k: values[k] for k in APP_ARGS})
 
     builder.__name__ = builder.__qualname__ = arch.network.__name__
     builder.__module__ = arch.network.__module__

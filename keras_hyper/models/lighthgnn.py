@@ -59,13 +59,14 @@ def hgnn(
     Args:
         in_channels, num_classes, hid_channels: vertex feature width, classes, hidden width (official: 32).
         conv: "hgnn" (spectral smoothing) or "hgnnp" (HGNN+ two-stage mean message passing).
-        use_bn: BatchNorm after the hidden ReLU (official teachers: False).
+        use_bn: BatchNorm after the hidden ReLU (official teachers: False). The official last layer builds a
+            BatchNorm too but never applies it: the model has none there and the converter ignores its tensors.
         drop_rate: dropout after the hidden layer.
         incidence: "dense" (an (N, E) matrix per graph) or "sparse" (int32 `[vertex, hyperedge]` pairs (M, 2) per
             graph, the same M in every graph of a batch; needs `num_edges`).
         num_vertices, num_edges: fix the graph size in the input shapes (None: any graph).
         classifier_activation: None (logits, what distillation needs) or an activation for the output.
-        weights: None or an official state-dict file (`MyHGNN` / `dhg.models.HGNNP` layout).
+        weights: None or an official state-dict file (`MyHGNN` / `dhg.models.HGNN` / `dhg.models.HGNNP` layout).
     Returns:
         A `keras.Model` taking `[features (B, N, in_channels), incidence (B, N, E) | (B, M, 2)]`.
     """
@@ -117,12 +118,22 @@ def lighthgnn_mlp(
     return _base.finish(features, _head(x, classifier_activation), name=name, weights=weights, arch=STUDENT_ARCH)
 
 
-def convert_hgnn(state_dict, model):
-    """Fills a teacher from the official `MyHGNN` (`layers0.theta.*`) or DHG `HGNNP` (`layers.0.*`) state dict.
+# Keys of checkpoint tensors the teacher never computes with. With `use_bn=True` both official layouts hold a
+# BatchNorm in the *last* convolution: `MyHGNN` builds `layers1` as a DHG `HGNNConv(..., use_bn=True, is_last=True)`
+# (`layers1.bn.*`) and DHG's `HGNN` / `HGNNP` do the same in `layers.1` (`layers.1.bn.*`); the layer creates the
+# BatchNorm from `use_bn` but applies it only when `is_last` is False, so the last layer's BN is dead weight
+# (its output is the logits, straight after smoothing). `num_batches_tracked` is a training counter.
+IGNORED_TEACHER_KEYS = (r".*\.num_batches_tracked$", r"layers\.?1\.bn\.(weight|bias|running_mean|running_var)")
 
-    DHG builds a BatchNorm in its last layer too but never applies it (`is_last`): those tensors are ignored.
+
+def convert_hgnn(state_dict, model):
+    """Fills a teacher from the official `MyHGNN` (`layers0.*`, `layers1.*`) or DHG `HGNN` / `HGNNP`
+    (`layers.0.*`, `layers.1.*`) state dict, with or without BatchNorm.
+
+    With `use_bn=True` the last layer's BatchNorm is built but never applied, in both layouts: its tensors are
+    ignored (`IGNORED_TEACHER_KEYS`); the first layer's BatchNorm fills `layers-0-bn`.
     """
-    ignore = (r".*\.num_batches_tracked$", r"layers\.1\.bn\..*")
+    ignore = IGNORED_TEACHER_KEYS
     m = mapping.StateDictMapper(state_dict, model, ignore=ignore)
     for index in (0, 1):
         key = f"layers{index}" if f"layers{index}.theta.weight" in state_dict else f"layers.{index}"
@@ -232,6 +243,7 @@ ARCH = _base.Architecture(
     # BN on, so that the harness trains and round-trips every layer kind the builder has
     tiny=dict(in_channels=10, num_classes=4, hid_channels=8, use_bn=True),
     example_inputs=_graph_inputs,
+    kind="hypergraph",
     sample_inputs=_sample_graph,
 )
 
@@ -246,5 +258,8 @@ STUDENT_ARCH = _base.Architecture(
     # a fixed vertex count: LiteRT export needs static shapes apart from the batch
     tiny=dict(in_channels=10, num_classes=4, hid_channels=16, num_vertices=14),
     example_inputs=_vertex_inputs,
+    kind="vertex features (graph-free MLP)",
     sample_inputs=_sample_vertices,
 )
+
+ARCHITECTURES = (ARCH, STUDENT_ARCH)

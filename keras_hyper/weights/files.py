@@ -22,8 +22,8 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_hyper.weights import store
 from keras_hyper.convert import checkpoint
+from keras_hyper.weights import store
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".npz")
 WEIGHT_SUFFIXES = (".weights.h5", ".keras") + TORCH_SUFFIXES

@@ -9,9 +9,9 @@ import pytest
 from testutil import to_numpy
 
 from keras_hyper import applications, models
-from keras_hyper.weights import store
-from keras_hyper.weights import files as weights_lib
 from keras_hyper.models import inceptionnext
+from keras_hyper.weights import files as weights_lib
+from keras_hyper.weights import store
 
 TINY = dict(inceptionnext.ARCH.tiny)
 
@@ -236,6 +236,7 @@ def sequence_arch(monkeypatch):
         source="tests",
         tiny={},
         example_inputs=lambda batch: np.zeros((batch, 6, 3), "float32"),
+        kind="sequence",
     )
     monkeypatch.setitem(applications.registry._MODELS, "toy_sequence", (arch, arch.variants[0]))
     return arch
@@ -270,3 +271,31 @@ def test_an_architecture_is_an_image_classifier_or_declares_its_inputs():
             source="tests",
             tiny={},
         )
+
+
+def test_features_only_loads_pretrained_weights_without_the_head():
+    backbone = applications.load("inceptionnext_atto.digits", features_only=True, input_shape=(32, 32, 3))
+    trunk = applications.load("inceptionnext_atto.digits", include_top=False, input_shape=(32, 32, 3))
+    assert [f.key for f in applications.model_info("inceptionnext_atto").features] == list(backbone.output)
+    assert not any(layer.name.startswith("head") for layer in backbone.layers)
+    x = np.random.default_rng(0).uniform(0, 255, size=(1, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(to_numpy(backbone(x)["P5"]), to_numpy(trunk(x)))
+
+
+def test_features_only_arguments_are_checked_before_building():
+    with pytest.raises(ValueError, match=r"index 4 is out of range for the 4 stages \['P2', 'P3', 'P4', 'P5'\]"):
+        applications.load("inceptionnext_atto", features_only=True, out_indices=(0, 4))
+    with pytest.raises(ValueError, match="at most once"):
+        applications.load("inceptionnext_atto", features_only=True, out_indices=(1, -3))
+    with pytest.raises(ValueError, match="sequence of stage indices"):
+        applications.load("inceptionnext_atto", features_only=True, out_indices=2)
+    with pytest.raises(ValueError, match="only with features_only=True"):
+        applications.load("inceptionnext_atto", out_indices=(0,))
+    with pytest.raises(ValueError, match="does not apply to features_only"):
+        applications.load("inceptionnext_atto", features_only=True, pooling="avg")
+    with pytest.raises(ValueError, match="features_only must be True or False"):
+        applications.load("inceptionnext_atto", features_only="yes")
+    with pytest.raises(TypeError, match="not an image backbone"):
+        applications.load("hgnn_cora", features_only=True)
+    info = applications.model_info("hgnn_cora")
+    assert info.features == () and info.kind == "hypergraph"

@@ -7,9 +7,9 @@ import pytest
 from testutil import to_numpy
 
 from keras_hyper import applications
-from keras_hyper.weights import store
 from keras_hyper.convert.reference import tolerance
 from keras_hyper.models import inceptionnext
+from keras_hyper.weights import store
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")

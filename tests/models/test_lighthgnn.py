@@ -37,6 +37,65 @@ def test_teacher_matches_the_official_output_and_embedding(case, kwargs):
     np.testing.assert_allclose(to_numpy(embed(inputs))[0], data["feat/emb"], atol=1e-5)
 
 
+def _official_bn_state(rng):
+    """The `tiny_hgnn` weights as `MyHGNN(use_bn=True)` holds them: both of its DHG `HGNNConv`s build a BatchNorm1d
+    `bn` (`layers0.bn.*`, `layers1.bn.*`, running statistics and the batch counter included), drawn at random."""
+    path, _ = _case("tiny_hgnn")
+    state = read_checkpoint(path, prefix="sd/")
+    for layer, width in (("layers0", 8), ("layers1", 4)):
+        state[f"{layer}.bn.weight"] = rng.uniform(0.5, 1.5, width).astype("float32")
+        state[f"{layer}.bn.bias"] = rng.normal(size=width).astype("float32")
+        state[f"{layer}.bn.running_mean"] = rng.normal(size=width).astype("float32")
+        state[f"{layer}.bn.running_var"] = rng.uniform(0.5, 2.0, width).astype("float32")
+        state[f"{layer}.bn.num_batches_tracked"] = np.array(7, dtype="int64")
+    return state
+
+
+@pytest.mark.parametrize("layout", ["MyHGNN", "dhg.models.HGNN"])
+def test_teacher_converts_the_official_layouts_with_batchnorm(layout):
+    """`use_bn=True` in both key layouts the official code produces (`MyHGNN`: `layers0` / `layers1`; DHG's
+    `HGNN`: `layers.0` / `layers.1`): the state dict loads strictly into the official modules (so the key names are
+    the official ones), and the converted teacher gives their output. The last layer's BatchNorm is built but never
+    applied (`is_last`), so the converter ignores it; its random values change nothing."""
+    torch = pytest.importorskip("torch")
+    dhg = pytest.importorskip("dhg")
+    _, data = _case("tiny_hgnn")
+    state = _official_bn_state(np.random.default_rng(0))
+    if layout == "MyHGNN":
+        official = torch.nn.Module()  # MyHGNN's structure: two DHG convolutions, the second the last
+        official.layers0 = dhg.nn.HGNNConv(10, 8, use_bn=True, drop_rate=0.5)
+        official.layers1 = dhg.nn.HGNNConv(8, 4, use_bn=True, is_last=True)
+    else:
+        official = dhg.models.HGNN(10, 8, 4, use_bn=True)
+        state = {k.replace("layers0", "layers.0").replace("layers1", "layers.1"): v for k, v in state.items()}
+    official.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=True)
+    assert any(k.startswith(("layers1.bn.", "layers.1.bn.")) for k in state)
+    official.eval()
+    incidence = data["input/H"]
+    graph = dhg.Hypergraph(incidence.shape[0], [np.flatnonzero(column).tolist() for column in incidence.T])
+    features = torch.as_tensor(data["input/X"])
+    with torch.no_grad():
+        if layout == "MyHGNN":
+            expected = official.layers1(official.layers0(features, graph), graph).numpy()
+        else:
+            expected = official(features, graph).numpy()
+
+    model = lighthgnn.hgnn(10, 4, hid_channels=8, use_bn=True)
+    lighthgnn.convert_hgnn(state, model)
+    out = to_numpy(model([data["input/X"][None], incidence[None]]))[0]
+    assert np.abs(out - expected).max() <= tolerance(expected)
+    # the first layer's BatchNorm is applied: without it the output is another one
+    assert np.abs(out - data["output"]).max() > 100 * tolerance(expected)
+
+
+def test_teacher_converter_still_rejects_a_batchnorm_it_would_drop():
+    """Only the never-applied last-layer BN is ignored: a `use_bn=True` checkpoint into a teacher built without BN
+    leaves the first layer's BN unused, and that is an error."""
+    state = _official_bn_state(np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"unexpected keys.*layers0\.bn\.weight"):
+        lighthgnn.convert_hgnn(state, lighthgnn.hgnn(10, 4, hid_channels=8))
+
+
 def test_sparse_incidence_teacher_matches_the_official_output(tmp_path):
     """The same official HGNN+ teacher fed incidence pairs (B, M, 2): the fixture's output, after a `.keras` round
     trip and a training step too (the segment sums carry gradients)."""
