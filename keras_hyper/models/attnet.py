@@ -81,6 +81,7 @@ def _per_stage(name, value, stages):
 
 
 def attnet(
+    x,
     depths=(2, 2, 6, 2),
     dims=(64, 128, 256, 512),
     exp_rates=(4, 4, 4, 4),
@@ -92,18 +93,10 @@ def attnet(
     glu_norm=(True, True, True, True),
     activation="gelu",
     drop_path_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="attnet",
 ):
-    """Builds an AttNet model (defaults: the official `AttNet` constructor's).
+    """Builds an AttNet model ("Attentive Convolution: Unifying the Expressivity of Self-Attention with
+    Convolutional Efficiency", arXiv:2510.20092). The defaults are the official `AttNet` constructor's;
+    `from_official` maps that constructor's kwargs to these.
 
     Args:
         depths: blocks per stage.
@@ -122,16 +115,15 @@ def attnet(
         activation: the official `act_layer` (stem, ATConv kernel generation, GLU gate); GELU (exact erf).
         drop_path_rate: stochastic depth rate of the last block, rising linearly from 0 over all blocks as
             in the official schedule.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
-            `keras_hyper.applications.load` or the variant builders for registered tags).
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per stage, its last block's output: `P2`, `P3`, ... (strides 4, 8, ...; `dims` channels; P2..P5
+    for the four official stages). The head's LayerNorm follows its pooling, so the last feature is not
+    normalised. Example:
+
+        model = attnet(depths=(2, 2, 4, 2), dims=(32, 64, 128, 240), num_classes=10)
+        pyramid = attnet(features_only=True)                 # {"P2": (B, H/4, W/4, 64), ..., "P5": ...}
     """
-    depths, dims = tuple(depths), tuple(dims)
-    if len(depths) != len(dims) or not depths:
-        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
+    depths, dims = _stages(depths, dims)
     stages = len(depths)
     exp_rates = _per_stage("exp_rates", exp_rates, stages)
     kernel_sizes = _per_stage("kernel_sizes", kernel_sizes, stages)
@@ -140,15 +132,12 @@ def attnet(
     hidden = [int(2 * int(dim * rate) / 3) for dim, rate in zip(dims, exp_rates)]
     if min(hidden) < 1:
         raise ValueError(f"exp_rates {exp_rates} leave a GLU without hidden channels for dims {dims}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (stages + 1))
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
     x = _conv_bn(x, dims[0] // 2, "downsample_layers-0-0")
     x = keras.layers.Activation(activation, name="downsample_layers-0-1")(x)
     x = _conv_bn(x, dims[0], "downsample_layers-0-2")
 
+    features = {}
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, depth in enumerate(depths):
@@ -168,15 +157,57 @@ def attnet(
                 drop_path=rates[block],
             )
             block += 1
+        features[f"P{i + 2}"] = x
 
-    if include_top:
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
         x = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=_init(), name="head")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return keras.layers.Dense(num_classes, kernel_initializer=_init(), name="head")(x)
+
+    return _base.Network(features, head)
+
+
+def _stages(depths, dims):
+    depths, dims = tuple(depths), tuple(dims)
+    if len(depths) != len(dims) or not depths:
+        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
+    return depths, dims
+
+
+def _features(depths, dims, **_):
+    _, dims = _stages(depths, dims)
+    return _base.pyramid(dims, [2 ** (i + 2) for i in range(len(dims))])
+
+
+# The official `act_layer` classes with a Keras activation of the same function (GELU: exact erf in both).
+_ACTIVATIONS = {"GELU": "gelu", "ReLU": "relu", "SiLU": "silu"}
+_PER_STAGE = ("depths", "dims", "exp_rates", "kernel_sizes", "glu_dconv", "glu_norm")
+_SCALARS = ("num_classes", "drop_path_rate", "conv_bias", "use_layer_scale")
+
+
+def from_official(kwargs):
+    """The builder kwargs of the official `AttNet(**kwargs)` (models/AttNet.py; its constructor arguments, e.g.
+    an `AttNet_T2` config or a reference fixture's `kwargs`). Arguments it leaves out take the builder's
+    defaults, which are the official constructor's.
+
+    `act_layer` is a class (`nn.GELU`) or its name ("torch.nn.GELU", also with a note after it as the fixtures
+    record it); `distillation` is accepted and dropped, as the official model builds nothing for it. Other
+    arguments are refused: the official constructor would silently swallow them, so they are more likely a typo
+    than intended.
+    """
+    kwargs = dict(kwargs)
+    kwargs.pop("distillation", None)
+    unknown = sorted(set(kwargs) - {*_PER_STAGE, *_SCALARS, "act_layer"})
+    if unknown:
+        raise ValueError(f"AttNet takes no argument(s) {unknown} (the official constructor ignores them silently).")
+    out = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in kwargs.items() if k != "act_layer"}
+    if "act_layer" in kwargs:
+        act = kwargs["act_layer"]
+        name = getattr(act, "__name__", str(act).split()[0]).rsplit(".", 1)[-1]
+        if name not in _ACTIVATIONS:
+            raise ValueError(f"act_layer {act!r} has no Keras counterpart here; supported: {sorted(_ACTIVATIONS)}.")
+        out["activation"] = _ACTIVATIONS[name]
+    return out
 
 
 def convert_attnet(state_dict, model):
@@ -223,11 +254,13 @@ VARIANTS = (
             drop_path_rate=0.02,
         ),
         num_params=2_853_556,
+        builder_name="AttNetXXS",
     ),
     _base.Variant(
         "attnet_xs",
         dict(depths=(2, 2, 7, 2), dims=(40, 80, 160, 320), **_SMALL, glu_norm=False, drop_path_rate=0.02),
         num_params=5_554_902,
+        builder_name="AttNetXS",
     ),
     _base.Variant(
         "attnet_s",
@@ -240,33 +273,40 @@ VARIANTS = (
             drop_path_rate=0.1,
         ),
         num_params=7_681_316,
+        builder_name="AttNetS",
     ),
     _base.Variant(
         "attnet_t1",
         dict(depths=(2, 3, 12, 3), dims=(48, 96, 224, 384), **_SMALL, drop_path_rate=0.1),
         num_params=13_714_900,
+        builder_name="AttNetT1",
     ),
     _base.Variant(
         "attnet_t2",
         dict(depths=(3, 3, 16, 3), dims=(64, 128, 288, 512), **_SMALL, drop_path_rate=0.2),
         num_params=27_010_782,
         paper_top1=84.4,
+        builder_name="AttNetT2",
     ),
     _base.Variant(
         "attnet_t3",
         dict(depths=(4, 4, 26, 4), dims=(72, 144, 320, 576), **_SMALL, drop_path_rate=0.4),
         num_params=49_175_682,
+        builder_name="AttNetT3",
     ),
     _base.Variant(
         "attnet_t4",
         dict(depths=(5, 5, 28, 5), dims=(96, 192, 384, 768), **_SMALL, drop_path_rate=0.5),
         num_params=87_320_214,
+        builder_name="AttNetT4",
     ),
 )
 
 ARCH = _base.Architecture(
     name="attnet",
-    builder=attnet,
+    network=attnet,
+    features=_features,
+    min_size=lambda depths, **_: 2 ** (len(depths) + 1),
     convert=convert_attnet,
     paper=_PAPER,
     variants=VARIANTS,
@@ -285,12 +325,9 @@ ARCH = _base.Architecture(
         num_classes=10,
     ),
     fixture="attnet",
+    # the fixture's kwargs are the official constructor's
+    fixture_kwargs=lambda meta: from_official(meta["kwargs"]),
+    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
 )
 
-AttNetXXS = _base.variant_builder("AttNetXXS", "attnet_xxs")
-AttNetXS = _base.variant_builder("AttNetXS", "attnet_xs")
-AttNetS = _base.variant_builder("AttNetS", "attnet_s")
-AttNetT1 = _base.variant_builder("AttNetT1", "attnet_t1")
-AttNetT2 = _base.variant_builder("AttNetT2", "attnet_t2")
-AttNetT3 = _base.variant_builder("AttNetT3", "attnet_t3")
-AttNetT4 = _base.variant_builder("AttNetT4", "attnet_t4")
+attnet = ARCH.builder

@@ -58,6 +58,7 @@ def _block(x, positions, prefix, *, kernel_size, kernel_count, ls_init_value, dr
 
 
 def convnext_dcls(
+    x,
     depths=(3, 3, 9, 3),
     dims=(96, 192, 384, 768),
     dcls_kernel_size=17,
@@ -65,18 +66,9 @@ def convnext_dcls(
     drop_path_rate=0.0,
     layer_scale_init_value=1e-6,
     head_init_scale=1.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="convnext_dcls",
 ):
-    """Builds a ConvNeXt-dcls model.
+    """Builds a ConvNeXt-dcls model (Khalfaoui-Hassani et al., "Dilated Convolution with Learnable Spacings",
+    ICLR 2023, arXiv:2112.03740).
 
     Args:
         depths: blocks per stage.
@@ -86,31 +78,24 @@ def convnext_dcls(
         drop_path_rate: stochastic depth rate of the last block, rising linearly from 0 over all blocks.
         layer_scale_init_value: initial layer scale (0 or None: no layer scale).
         head_init_scale: scale of the classifier's initial weights.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
-            `keras_hyper.applications.load` or the variant builders for registered tags).
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per stage, its last block's output: `P2`, `P3`, ... (strides 4, 8, ...; `dims` channels; P2..P5
+    for four stages). The final LayerNorm follows the head's pooling, so the last feature is not normalised.
+    Example:
+
+        model = convnext_dcls(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384), num_classes=10)
+        pyramid = convnext_dcls(features_only=True)          # {"P2": (B, H/4, W/4, 96), ..., "P5": ...}
     """
-    depths, dims = tuple(depths), tuple(dims)
-    if len(depths) != len(dims) or not depths or min(depths) < 1:
-        raise ValueError(
-            f"depths and dims must have the same non-zero length and every depth must be >= 1, got depths={depths}, "
-            f"dims={dims}."
-        )
+    depths, dims = _stages(depths, dims)
     if not isinstance(dcls_kernel_size, int) or dcls_kernel_size < 1 or dcls_kernel_size % 2 == 0:
         raise ValueError(f"dcls_kernel_size must be a positive odd integer, got {dcls_kernel_size!r}.")
     if not isinstance(dcls_kernel_count, int) or dcls_kernel_count < 1:
         raise ValueError(f"dcls_kernel_count must be a positive integer, got {dcls_kernel_count!r}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
     x = Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="downsample_layers-0-0")(x)
     x = _layer_norm("downsample_layers-0-1")(x)
 
+    features = {}
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
@@ -129,15 +114,29 @@ def convnext_dcls(
                 drop_path=rates[block],
             )
             block += 1
+        features[f"P{i + 2}"] = x
 
-    if include_top:
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
         x = _layer_norm("norm")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=_init(head_init_scale), name="head")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return keras.layers.Dense(num_classes, kernel_initializer=_init(head_init_scale), name="head")(x)
+
+    return _base.Network(features, head)
+
+
+def _stages(depths, dims):
+    depths, dims = tuple(depths), tuple(dims)
+    if len(depths) != len(dims) or not depths or min(depths) < 1:
+        raise ValueError(
+            f"depths and dims must have the same non-zero length and every depth must be >= 1, got depths={depths}, "
+            f"dims={dims}."
+        )
+    return depths, dims
+
+
+def _features(depths, dims, **_):
+    _, dims = _stages(depths, dims)
+    return _base.pyramid(dims, [2 ** (i + 2) for i in range(len(dims))])
 
 
 def _dcls_weight(w):
@@ -237,24 +236,29 @@ VARIANTS = (
         dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), dcls_kernel_size=17, dcls_kernel_count=34),
         num_params=28_587_688,
         paper_top1=82.5,
+        builder_name="ConvNeXtDCLSTiny",
     ),
     _base.Variant(
         "convnext_dcls_small",
         dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768), dcls_kernel_size=17, dcls_kernel_count=40),
         num_params=50_217_064,
         paper_top1=83.7,
+        builder_name="ConvNeXtDCLSSmall",
     ),
     _base.Variant(
         "convnext_dcls_base",
         dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024), dcls_kernel_size=17, dcls_kernel_count=40),
         num_params=88_582_632,
         paper_top1=84.1,
+        builder_name="ConvNeXtDCLSBase",
     ),
 )
 
 ARCH = _base.Architecture(
     name="convnext_dcls",
-    builder=convnext_dcls,
+    network=convnext_dcls,
+    features=_features,
+    min_size=lambda depths, **_: 2 ** (len(depths) + 1),
     convert=convert_convnext_dcls,
     paper=_PAPER,
     variants=VARIANTS,
@@ -276,9 +280,8 @@ ARCH = _base.Architecture(
     fixture="convnext_dcls",
     fixture_kwargs=fixture_kwargs,
     fixture_cases=("tiny", "tiny_strong"),
+    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
     reparameterize=reparameterize,
 )
 
-ConvNeXtDCLSTiny = _base.variant_builder("ConvNeXtDCLSTiny", "convnext_dcls_tiny")
-ConvNeXtDCLSSmall = _base.variant_builder("ConvNeXtDCLSSmall", "convnext_dcls_small")
-ConvNeXtDCLSBase = _base.variant_builder("ConvNeXtDCLSBase", "convnext_dcls_base")
+convnext_dcls = ARCH.builder

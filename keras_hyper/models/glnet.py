@@ -136,6 +136,7 @@ def _mhsa_block(x, prefix, *, num_heads, mlp_ratio, cpe_ks, mlp_dw, ls, dp, conv
 
 
 def glnet(
+    x,
     depth=(2, 2, 6, 2),
     embed_dim=(96, 192, 384, 768),
     head_dim=32,
@@ -151,20 +152,11 @@ def glnet(
     layerscale=-1.0,
     token_labeling=False,
     drop_path_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="glnet",
 ):
-    """Builds a GLNet model (the official `GLNet` with BatchNorm downsampling, as every official variant). The
-    defaults are `glnet_stl`'s configuration (the official constructor's own defaults mix learned slots with the
-    'proj.norm' layout and LayerNorm downsampling, a combination no variant uses).
+    """Builds a GLNet model (Zhu et al., "Revisiting the Integration of Convolution and Attention for Vision
+    Backbone", NeurIPS 2024, arXiv:2411.14429): the official `GLNet` with BatchNorm downsampling, as every
+    official variant. The defaults are `glnet_stl`'s configuration (the official constructor's own defaults mix
+    learned slots with the 'proj.norm' layout and LayerNorm downsampling, a combination no variant uses).
 
     Args:
         depth: blocks per stage (4 stages).
@@ -183,18 +175,17 @@ def glnet(
         layerscale: initial layer scale of every residual branch; <= 0 means none.
         token_labeling: the token-labeling model (`GLNet_tklb`): logits `head(mean) + 0.5 * max_tokens(aux)`.
         drop_path_rate: stochastic depth, linear from 0 over all blocks.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file.
 
-    Returns:
-        A functional `keras.Model`.
+    Features: `P2`..`P4` (strides 4, 8, 16), the first three stages' last blocks, and `P5` (stride 32), the
+    last stage after the pre-head BatchNorm `norm` (what the head pools); `embed_dim` channels. Example:
+
+        model = glnet(embed_dim=(64, 128, 256, 512), num_classes=10)
+        pyramid = glnet(features_only=True)                  # {"P2": (B, H/4, W/4, 96), ..., "P5": ...}
     """
-    depth, embed_dim, mlp_ratios, mixing_modes = (tuple(v) for v in (depth, embed_dim, mlp_ratios, mixing_modes))
-    for label, value in (("depth", depth), ("embed_dim", embed_dim), ("mlp_ratios", mlp_ratios)):
-        if len(value) != 4:
-            raise ValueError(f"{label} must have 4 entries (one per stage), got {value}.")
-    if any(not isinstance(d, int) or d < 1 for d in depth):
-        raise ValueError(f"depth must hold positive integers, got {depth}.")
+    depth, embed_dim = _stages(depth, embed_dim)
+    mlp_ratios, mixing_modes = tuple(mlp_ratios), tuple(mixing_modes)
+    if len(mlp_ratios) != 4:
+        raise ValueError(f"mlp_ratios must have 4 entries (one per stage), got {mlp_ratios}.")
     if len(mixing_modes) != 4 or any(m not in MIXING_MODES for m in mixing_modes):
         raise ValueError(f"mixing_modes must be 4 entries from {MIXING_MODES}, got {mixing_modes}.")
     if not isinstance(head_dim, int) or head_dim < 1 or any(d % head_dim for d in embed_dim):
@@ -211,11 +202,8 @@ def glnet(
     if embed_dim[0] % 2 and downsample_style == "ovlp":
         raise ValueError(f"The overlapped stem halves embed_dim[0]: it must be even, got {embed_dim[0]}.")
     rates = _base.drop_path_rates(drop_path_rate, sum(depth))
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=32)
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
+    features = {}
     block = 0
     for stage in range(4):
         x = _downsample(x, stage, embed_dim[stage], downsample_style, transition_layout)
@@ -240,9 +228,12 @@ def glnet(
             else:
                 x = _mhsa_block(x, prefix, cpe_ks=cpe_ks, mlp_dw=mlp_dw, conv_mlp=True, **common)
             block += 1
-    x = _batch_norm(x, "norm")
+        if stage < 3:
+            features[f"P{stage + 2}"] = x
+    # the deepest feature is what the head pools (and `include_top=False` returned): the last stage normalised
+    features["P5"] = _batch_norm(x, "norm")
 
-    if include_top:
+    def head(x, num_classes):
         logits = keras.layers.GlobalAveragePooling2D(name="pool")(x)
         logits = keras.layers.Dense(num_classes, kernel_initializer=_trunc(), name="head")(logits)
         if token_labeling:
@@ -250,10 +241,24 @@ def glnet(
             aux = keras.layers.GlobalMaxPooling2D(name="tklb_aux_max")(aux)
             aux = keras.layers.Rescaling(0.5, name="tklb_aux_scale")(aux)
             logits = keras.layers.Add(name="tklb_add")([logits, aux])
-        x = _base.predictions(logits, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return logits
+
+    return _base.Network(features, head)
+
+
+def _stages(depth, embed_dim):
+    depth, embed_dim = tuple(depth), tuple(embed_dim)
+    for label, value in (("depth", depth), ("embed_dim", embed_dim)):
+        if len(value) != 4:
+            raise ValueError(f"{label} must have 4 entries (one per stage), got {value}.")
+    if any(not isinstance(d, int) or d < 1 for d in depth):
+        raise ValueError(f"depth must hold positive integers, got {depth}.")
+    return depth, embed_dim
+
+
+def _features(depth, embed_dim, **_):
+    _, embed_dim = _stages(depth, embed_dim)
+    return _base.pyramid(embed_dim)
 
 
 def _flat(value):
@@ -344,33 +349,62 @@ _STL = dict(
 )
 
 VARIANTS = (
-    _base.Variant("glnet_4g", dict(_G, embed_dim=(64, 128, 256, 512)), num_params=27_001_593, paper_top1=83.7),
-    _base.Variant("glnet_9g", dict(_G, embed_dim=(96, 192, 384, 768)), num_params=60_010_617, paper_top1=84.5),
+    _base.Variant(
+        "glnet_4g",
+        dict(_G, embed_dim=(64, 128, 256, 512)),
+        num_params=27_001_593,
+        paper_top1=83.7,
+        builder_name="GLNet4G",
+    ),
+    _base.Variant(
+        "glnet_9g",
+        dict(_G, embed_dim=(96, 192, 384, 768)),
+        num_params=60_010_617,
+        paper_top1=84.5,
+        builder_name="GLNet9G",
+    ),
     _base.Variant(
         "glnet_16g",
         dict(_G, embed_dim=(128, 256, 512, 1024), layerscale=1e-4),
         num_params=106_055_161,
         paper_top1=85.0,
+        builder_name="GLNet16G",
     ),
-    _base.Variant("glnet_stl", dict(_STL, slot_init="ada_avgpool"), num_params=30_296_786, paper_top1=82.5),
-    _base.Variant("glnet_stl_paramslot", dict(_STL, slot_init="param"), num_params=30_481_106, paper_top1=82.1),
+    _base.Variant(
+        "glnet_stl",
+        dict(_STL, slot_init="ada_avgpool"),
+        num_params=30_296_786,
+        paper_top1=82.5,
+        builder_name="GLNetSTL",
+    ),
+    _base.Variant(
+        "glnet_stl_paramslot",
+        dict(_STL, slot_init="param"),
+        num_params=30_481_106,
+        paper_top1=82.1,
+        builder_name="GLNetSTLParamSlot",
+    ),
     _base.Variant(
         "glnet_4g_tklb",
         dict(_G, embed_dim=(64, 128, 256, 512), token_labeling=True),
         num_params=27_514_593,
         paper_top1=84.4,
+        builder_name="GLNet4GTokenLabeling",
     ),
     _base.Variant(
         "glnet_9g_tklb",
         dict(_G, embed_dim=(96, 192, 384, 768), token_labeling=True),
         num_params=60_779_617,
         paper_top1=85.3,
+        builder_name="GLNet9GTokenLabeling",
     ),
 )
 
 ARCH = _base.Architecture(
     name="glnet",
-    builder=glnet,
+    network=glnet,
+    features=_features,
+    min_size=32,
     convert=convert_glnet,
     paper=_PAPER,
     variants=VARIANTS,
@@ -399,12 +433,7 @@ ARCH = _base.Architecture(
     fixture="glnet",
     min_input_size=32,
     fixture_kwargs=fixture_kwargs,
+    fixture_features={"feat/stages.0": "P2", "feat/stages.1": "P3", "feat/stages.2": "P4", "feat/norm": "P5"},
 )
 
-GLNet4G = _base.variant_builder("GLNet4G", "glnet_4g")
-GLNet9G = _base.variant_builder("GLNet9G", "glnet_9g")
-GLNet16G = _base.variant_builder("GLNet16G", "glnet_16g")
-GLNetSTL = _base.variant_builder("GLNetSTL", "glnet_stl")
-GLNetSTLParamSlot = _base.variant_builder("GLNetSTLParamSlot", "glnet_stl_paramslot")
-GLNet4GTokenLabeling = _base.variant_builder("GLNet4GTokenLabeling", "glnet_4g_tklb")
-GLNet9GTokenLabeling = _base.variant_builder("GLNet9GTokenLabeling", "glnet_9g_tklb")
+glnet = ARCH.builder

@@ -149,9 +149,8 @@ def _dynamic_conv_block(
     res_scale,
     drop_path,
     is_first,
-    is_last,
 ):
-    """Official DynamicConvBlock: returns `(features, context)`, or the concatenation for the last block."""
+    """Official DynamicConvBlock: returns its output, the features and the context concatenated."""
     dim, ctx_dim = x.shape[-1], ctx.shape[-1]
     out_dim = dim + ctx_dim
     if not is_first:
@@ -193,10 +192,7 @@ def _dynamic_conv_block(
     y = _res_dwconv(y, f"{prefix}-mlp-2")
     y = GlobalResponseNorm(name=f"{prefix}-mlp-3")(y)
     y = _dense(out_dim, f"{prefix}-mlp-4")(y)
-    x = _residual(x, y, prefix, 2, ls_init_value, res_scale, drop_path)
-    if is_last:
-        return x, None
-    return x[..., :dim], x[..., dim:]
+    return _residual(x, y, prefix, 2, ls_init_value, res_scale, drop_path)
 
 
 def _tuple(value, length, name, integers=True):
@@ -210,6 +206,7 @@ def _tuple(value, length, name, integers=True):
 
 
 def overlock(
+    x,
     depth=(2, 2, 2, 2),
     sub_depth=(4, 2),
     embed_dim=(96, 192, 384, 768),
@@ -223,18 +220,10 @@ def overlock(
     projection=1024,
     use_ds=False,
     drop_path_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="overlock",
 ):
-    """Builds an OverLoCK model (official `OverLoCK` constructor arguments; defaults as there).
+    """Builds an OverLoCK model (Lou and Yu, "OverLoCK: An Overview-first-Look-Closely-next ConvNet with
+    Context-Mixing Dynamic Kernels", CVPR 2025, arXiv:2502.20087; official `OverLoCK` constructor arguments,
+    defaults as there).
 
     Args:
         depth: RepConvBlocks of stages 1-4 (stage 4 is the Overview-Net).
@@ -253,14 +242,15 @@ def overlock(
             Ignored without the top. `reparameterize` drops it. Off by default (the official default is on):
             inference, `predict` and fine-tuning want one output, and the converter skips `aux_head.*`.
         drop_path_rate: stochastic depth of the last block, linear from 0 over all blocks (Focus-Net last).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
-            `keras_hyper.applications.load` or the variant builders for registered tags). Without the top the
-            output is the head's projection `SiLU(BN(conv1x1(cat[features, context])))` before pooling,
-            `(B, H/32, W/32, projection)`.
 
-    Returns:
-        A functional `keras.Model`.
+    Features (the official dense-prediction backbone's four outputs, without its extra norms): `P2` and `P3`
+    (strides 4, 8; `embed_dim[0]`, `embed_dim[1]` channels), the Base-Net's stages 1 and 2; `P4` (stride 16;
+    `embed_dim[2] + embed_dim[3] // 4`), the Focus-Net's stage-3 features and context concatenated; `P5`
+    (stride 32; `projection`), the head's projection `SiLU(BN(conv1x1(cat[features, context])))` before pooling,
+    which is what `include_top=False` returns. Example:
+
+        model = overlock(depth=(2, 2, 3, 2), embed_dim=(56, 112, 256, 336), sub_num_heads=(4, 6), num_classes=10)
+        pyramid = overlock(features_only=True)               # {"P2": (B, H/4, W/4, 96), ..., "P5": ...}
     """
     depth = _tuple(depth, 4, "depth")
     sub_depth = _tuple(sub_depth, 2, "sub_depth")
@@ -283,11 +273,6 @@ def overlock(
                 f"embed_dim[2:]={embed_dim[2:]} must be divisible by 4 * sub_num_heads={sub_num_heads} (ContMix "
                 "splits the channels into two windows of 2 * sub_num_heads heads)."
             )
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=32)
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
 
     x = _conv_bn(x, embed_dim[0] // 2, "patch_embed1", 0, 2)
     x = keras.layers.Activation("gelu", name="patch_embed1-2")(x)
@@ -315,21 +300,21 @@ def overlock(
             block += 1
         return x
 
-    x = stage(x, 0)
-    for i in (1, 2):
-        x = _conv_bn(x, embed_dim[i], f"patch_embed{i + 1}", 0, 2)
-        x = stage(x, i)
-    ctx = stage(_conv_bn(x, embed_dim[3], "patch_embed4", 0, 2), 3)
+    features = {}
+    x = features["P2"] = stage(x, 0)
+    x = features["P3"] = stage(_conv_bn(x, embed_dim[1], "patch_embed2", 0, 2), 1)
+    x = stage(_conv_bn(x, embed_dim[2], "patch_embed3", 0, 2), 2)
+    ctx = overview = stage(_conv_bn(x, embed_dim[3], "patch_embed4", 0, 2), 3)
 
-    overview = ctx
     ctx_ref = _dense(embed_dim[3] // 4, "high_level_proj")(ctx)
     ctx = ctx_ref_up = ResizeLike(name="high_level_up")([ctx_ref, x])
     for i, (heads, refs) in enumerate(zip(sub_num_heads, (ctx_ref_up, ctx_ref))):
         if i == 1:
             x = _conv_bn(x, embed_dim[3], "patch_embedx-x_proj", 0, 2)
             ctx = _conv_bn(ctx, embed_dim[3] // 4, "patch_embedx-h_proj", 0, 2)
+        dim = x.shape[-1]
         for j in range(sub_depth[i]):
-            x, ctx = _dynamic_conv_block(
+            out = _dynamic_conv_block(
                 x,
                 ctx,
                 refs,
@@ -342,26 +327,34 @@ def overlock(
                 res_scale=res_scale,
                 drop_path=rates[block],
                 is_first=i == 0 and j == 0,
-                is_last=i == 1 and j == sub_depth[1] - 1,
             )
             block += 1
+            # a block's output is the next one's features and context, concatenated (unused slices of the last
+            # block are not part of the model)
+            x, ctx = out[..., :dim], out[..., dim:]
+        if i == 0:
+            features["P4"] = out
 
-    x = _dense(projection, "head-0", use_bias=False)(x)
+    x = _dense(projection, "head-0", use_bias=False)(out)
     x = _batch_norm("head-1")(x)
-    x = keras.layers.Activation("silu", name="head-2")(x)
-    if not include_top:
-        return _base.finish(inputs, _base.pool(x, pooling), name=name, weights=weights, arch=ARCH)
-    x = keras.layers.GlobalAveragePooling2D(name="head-3")(x)
-    x = _dense(num_classes, "head-4")(x)
-    outputs = _base.predictions(x, classifier_activation)
-    if use_ds:
+    features["P5"] = keras.layers.Activation("silu", name="head-2")(x)
+
+    def head(x, num_classes):
+        x = keras.layers.GlobalAveragePooling2D(name="head-3")(x)
+        logits = _dense(num_classes, "head-4")(x)
+        if not use_ds:
+            return logits
         aux = _batch_norm("aux_head-0")(overview)
         aux = keras.layers.GlobalAveragePooling2D(name="aux_head-1")(aux)
-        aux = _dense(num_classes, "aux_head-2")(aux)
-        if classifier_activation is not None:
-            aux = keras.layers.Activation(classifier_activation, dtype="float32", name="aux_predictions")(aux)
-        outputs = [outputs, aux]
-    return _base.finish(inputs, outputs, name=name, weights=weights, arch=ARCH)
+        # the auxiliary logits follow the main ones: a second output, with the same final activation
+        return [logits, _dense(num_classes, "aux_head-2")(aux)]
+
+    return _base.Network(features, head)
+
+
+def _features(embed_dim, projection, **_):
+    embed_dim = _tuple(embed_dim, 4, "embed_dim")
+    return _base.pyramid([embed_dim[0], embed_dim[1], embed_dim[2] + embed_dim[3] // 4, projection])
 
 
 def convert_overlock(state_dict, model):
@@ -450,6 +443,7 @@ VARIANTS = (
         num_params=16_969_600,
         crop_pct=0.925,
         paper_top1=82.7,
+        builder_name="OverLoCKXT",
     ),
     _base.Variant(
         "overlock_t",
@@ -457,6 +451,7 @@ VARIANTS = (
         num_params=34_476_448,
         crop_pct=0.95,
         paper_top1=84.2,
+        builder_name="OverLoCKT",
     ),
     _base.Variant(
         "overlock_s",
@@ -464,6 +459,7 @@ VARIANTS = (
         num_params=57_795_748,
         crop_pct=0.95,
         paper_top1=84.8,
+        builder_name="OverLoCKS",
     ),
     _base.Variant(
         "overlock_b",
@@ -471,12 +467,15 @@ VARIANTS = (
         num_params=97_434_816,
         crop_pct=0.975,
         paper_top1=85.1,
+        builder_name="OverLoCKB",
     ),
 )
 
 ARCH = _base.Architecture(
     name="overlock",
-    builder=overlock,
+    network=overlock,
+    features=_features,
+    min_size=32,
     convert=convert_overlock,
     paper=_PAPER,
     variants=VARIANTS,
@@ -497,9 +496,9 @@ ARCH = _base.Architecture(
     fixture="overlock",
     reparameterize=reparameterize,
     fixture_kwargs=_fixture_kwargs,
+    # the fixture's other taps (the Base-Net's stage 3, the overview context, the Focus-Net's output) are no
+    # backbone features: tests/models/test_overlock.py compares them
+    fixture_features={"feat/pre_stage2": "P3"},
 )
 
-OverLoCKXT = _base.variant_builder("OverLoCKXT", "overlock_xt")
-OverLoCKT = _base.variant_builder("OverLoCKT", "overlock_t")
-OverLoCKS = _base.variant_builder("OverLoCKS", "overlock_s")
-OverLoCKB = _base.variant_builder("OverLoCKB", "overlock_b")
+overlock = ARCH.builder

@@ -130,23 +130,15 @@ def _block(x, prefix, *, expand_ratio, early, drop_path):
 
 
 def spartan(
+    x,
     layer_depths=(3, 3, 12, 2),
     dims=(64, 128, 256),
     expand_ratios=(4, 4, 2, 2),
     init_dim=32,
     drop_path_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="spartan",
 ):
-    """Builds a SpaRTAN model.
+    """Builds a SpaRTAN model (Pay et al., "SpaRTAN: Spatial Reinforcement Token-based Aggregation Network for
+    Visual Recognition", IJCNN 2025, arXiv:2507.10999).
 
     Args:
         layer_depths: blocks per level (the official `layer_depths`; `num_layer` is its length). A level of
@@ -157,47 +149,31 @@ def spartan(
         init_dim: channels of the stem and of the first level.
         drop_path_rate: the official `dropout`, i.e. stochastic depth; block `i` of `n` drops its branches
             with probability `drop_path_rate * i / n` while training (the official schedule).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
-            `keras_hyper.applications.load` or the variant builders for registered tags).
 
     Every level's channel count must be a multiple of 8 (the official SMixer asserts it: it halves the
     channels and squeezes them by 4 again).
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per stride, the last map at it: `P2` (stride 4: the first non-empty level, or the stem), then
+    one per downsampling (stride 8, 16, ...: the next non-empty level's output, or the downsampling's own when
+    no blocks follow it). The official `spartan_t` gives P2..P5 with 32, 64, 128 and 256 channels. Example:
+
+        model = spartan(layer_depths=(2, 2, 6, 2), dims=(64, 128, 256), num_classes=10)
+        pyramid = spartan(features_only=True)                # {"P2": (B, H/4, W/4, 32), ..., "P5": ...}
     """
-    layer_depths = tuple(layer_depths)
+    layer_depths, widths = _plan(layer_depths, dims, init_dim)
     levels = len(layer_depths)
-    if levels < 1 or any(not isinstance(d, int) or d < 0 for d in layer_depths):
-        raise ValueError(f"layer_depths must be a non-empty sequence of non-negative integers, got {layer_depths}.")
-    dims = tuple(dims or ())
-    if dims and len(dims) != levels - 1:
-        raise ValueError(
-            f"dims must have one entry per level but the first ({levels - 1} for layer_depths={layer_depths}), "
-            f"got {dims}."
-        )
     expand_ratios = tuple(expand_ratios)
     if len(expand_ratios) != levels:
         raise ValueError(f"expand_ratios must have one entry per level ({levels}), got {expand_ratios}.")
-    for dim in (init_dim, *dims):
-        if not isinstance(dim, int) or dim < 8 or dim % 8:
-            raise ValueError(
-                f"init_dim and dims must be positive multiples of 8, got init_dim={init_dim}, dims={dims}."
-            )
     if not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
-    downsamples = sum(1 for level, depth in enumerate(layer_depths) if depth and level != levels - 1)
-    # the zoo-wide minimum of 32, and at least one pixel after the total stride
-    min_size = max(32, 4 * 2**downsamples)
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=256, min_size=min_size)
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
     x = _conv_norm_act(x, "conv-0", init_dim // 2, 3, stride=2)
     x = _conv_norm_act(x, "conv-1", init_dim, 3, stride=2)
 
+    scale = 2  # log2 of the stride
+    features = {"P2": x}
+    downsamplings = iter(widths[1:])
     total = sum(layer_depths)
     index = block = 0
     for level, depth in enumerate(layer_depths):
@@ -211,20 +187,56 @@ def spartan(
             )
             block += 1
             index += 1
+        features[f"P{scale}"] = x
         if depth and level != levels - 1:
-            width = dims[level] if dims else 2 * x.shape[-1]
-            x = _conv_norm_act(x, f"layers-{index}", width, 2, stride=2, act="silu")
+            x = _conv_norm_act(x, f"layers-{index}", next(downsamplings), 2, stride=2, act="silu")
             index += 1
+            scale += 1
+            features[f"P{scale}"] = x
 
-    if include_top:
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        x = keras.layers.Dense(
+        return keras.layers.Dense(
             num_classes, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), name="linear"
         )(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+
+    return _base.Network(features, head)
+
+
+def _plan(layer_depths, dims, init_dim):
+    """The validated `layer_depths` and the channels at each stride `4 * 2**i`: the stem's, then each
+    downsampling's (one after every non-empty level but the last, as in the official code)."""
+    layer_depths = tuple(layer_depths)
+    levels = len(layer_depths)
+    if levels < 1 or any(not isinstance(d, int) or d < 0 for d in layer_depths):
+        raise ValueError(f"layer_depths must be a non-empty sequence of non-negative integers, got {layer_depths}.")
+    dims = tuple(dims or ())
+    if dims and len(dims) != levels - 1:
+        raise ValueError(
+            f"dims must have one entry per level but the first ({levels - 1} for layer_depths={layer_depths}), "
+            f"got {dims}."
+        )
+    for dim in (init_dim, *dims):
+        if not isinstance(dim, int) or dim < 8 or dim % 8:
+            raise ValueError(
+                f"init_dim and dims must be positive multiples of 8, got init_dim={init_dim}, dims={dims}."
+            )
+    widths = [init_dim]
+    for level, depth in enumerate(layer_depths):
+        if depth and level != levels - 1:
+            widths.append(dims[level] if dims else 2 * widths[-1])
+    return layer_depths, widths
+
+
+def _features(layer_depths, dims, init_dim, **_):
+    _, widths = _plan(layer_depths, dims, init_dim)
+    return _base.pyramid(widths, [4 * 2**i for i in range(len(widths))])
+
+
+def _min_size(layer_depths, dims, init_dim, **_):
+    # the zoo-wide minimum of 32, and at least one pixel after the total stride
+    _, widths = _plan(layer_depths, dims, init_dim)
+    return max(32, 4 * 2 ** (len(widths) - 1))
 
 
 def _flat(value):
@@ -338,12 +350,16 @@ VARIANTS = (
         input_size=256,
         crop_pct=1.0,
         paper_top1=77.7,
+        builder_name="SpaRTANT",
     ),
 )
 
 ARCH = _base.Architecture(
     name="spartan",
-    builder=spartan,
+    network=spartan,
+    features=_features,
+    input_size=256,
+    min_size=_min_size,
     convert=convert_spartan,
     paper=_PAPER,
     variants=VARIANTS,
@@ -361,6 +377,7 @@ ARCH = _base.Architecture(
     interpolation="bilinear",
     reparameterize=reparameterize,
     fixture_kwargs=fixture_kwargs,
+    fixture_features={"feat/layers.0": "P2", "feat/layers.2": "P3", "feat/layers.4": "P4", "feat/layers.6": "P5"},
 )
 
-SpaRTANT = _base.variant_builder("SpaRTANT", "spartan_t")
+spartan = ARCH.builder

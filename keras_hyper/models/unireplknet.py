@@ -121,6 +121,7 @@ def _kernel_sizes(kernel_sizes, depths):
 
 
 def unireplknet(
+    x,
     depths=(3, 3, 27, 3),
     dims=(96, 192, 384, 768),
     kernel_sizes=None,
@@ -128,18 +129,9 @@ def unireplknet(
     drop_path_rate=0.0,
     head_init_scale=1.0,
     deploy=False,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="unireplknet",
 ):
-    """Builds a UniRepLKNet model.
+    """Builds a UniRepLKNet model (Ding et al., "UniRepLKNet: A Universal Perception Large-Kernel ConvNet for
+    Audio, Video, Point Cloud, Time-Series and Image Recognition", CVPR 2024, arXiv:2311.15599).
 
     Args:
         depths: blocks per stage (four stages).
@@ -152,26 +144,21 @@ def unireplknet(
         head_init_scale: scale of the classifier's initial weights.
         deploy: build the official inference structure (see `reparameterize`); it loads deploy-form
             checkpoints and is not meant for training.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
-            `keras_hyper.applications.load` or the variant builders for registered tags).
 
-    Returns:
-        A functional `keras.Model`.
+    Features: `P2`..`P5` (strides 4, 8, 16, 32; `dims` channels), each stage's last block (the official
+    `forward_features` before its final pooling and LayerNorm, which belong to the head). Example:
+
+        model = unireplknet(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), num_classes=10)
+        pyramid = unireplknet(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), features_only=True)
     """
-    depths, dims = tuple(depths), tuple(dims)
-    if len(depths) != 4 or len(dims) != 4:
-        raise ValueError(f"UniRepLKNet has four stages: depths and dims need 4 entries, got {depths} and {dims}.")
+    depths, dims = _stages(depths, dims)
     kernel_sizes = _kernel_sizes(kernel_sizes, depths)
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=MIN_SIZE)
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
     x = _conv_norm(x, dims[0] // 2, "downsample_layers-0-0", "downsample_layers-0-1")
     x = keras.layers.Activation("gelu", name="downsample_layers-0-2")(x)
     x = _conv_norm(x, dims[0], "downsample_layers-0-3", "downsample_layers-0-4")
 
+    features = {}
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
@@ -187,15 +174,26 @@ def unireplknet(
                 deploy=deploy,
             )
             block += 1
+        features[f"P{i + 2}"] = x
 
-    if include_top:
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="norm")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=_init(head_init_scale), name="head")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return keras.layers.Dense(num_classes, kernel_initializer=_init(head_init_scale), name="head")(x)
+
+    return _base.Network(features, head)
+
+
+def _stages(depths, dims):
+    depths, dims = tuple(depths), tuple(dims)
+    if len(depths) != 4 or len(dims) != 4:
+        raise ValueError(f"UniRepLKNet has four stages: depths and dims need 4 entries, got {depths} and {dims}.")
+    return depths, dims
+
+
+def _features(depths, dims, **_):
+    _, dims = _stages(depths, dims)
+    return _base.pyramid(dims)
 
 
 def convert_unireplknet(state_dict, model):
@@ -283,7 +281,7 @@ _PAPER = _base.Paper(
 )
 
 
-def _variant(name, depths, dims, num_params, paper_top1, input_size=224):
+def _variant(name, depths, dims, num_params, paper_top1, input_size=224, builder_name=None):
     return _base.Variant(
         name,
         dict(depths=depths, dims=dims),
@@ -292,21 +290,46 @@ def _variant(name, depths, dims, num_params, paper_top1, input_size=224):
         # the official 384 evaluation resizes without cropping, as ConvNeXt's does
         crop_pct=0.875 if input_size == 224 else 1.0,
         paper_top1=paper_top1,
+        builder_name=builder_name,
     )
 
 
 # num_params: the training form (deploy=False), as built here; the README's #params are the deploy form's.
 # B, L and XL have only ImageNet-22k-pretrained 1k checkpoints, evaluated at 384.
 VARIANTS = (
-    _variant("unireplknet_a", (2, 2, 6, 2), (40, 80, 160, 320), 4_649_060, 77.0),
-    _variant("unireplknet_f", (2, 2, 6, 2), (48, 96, 192, 384), 6_489_328, 78.6),
-    _variant("unireplknet_p", (2, 2, 6, 2), (64, 128, 256, 512), 11_080_520, 80.2),
-    _variant("unireplknet_n", (2, 2, 8, 2), (80, 160, 320, 640), 18_818_880, 81.6),
-    _variant("unireplknet_t", (3, 3, 18, 3), (80, 160, 320, 640), 31_693_420, 83.2),
-    _variant("unireplknet_s", (3, 3, 27, 3), (96, 192, 384, 768), 56_456_704, 83.9),
-    _variant("unireplknet_b", (3, 3, 27, 3), (128, 256, 512, 1024), 99_089_416, 87.4, input_size=384),
-    _variant("unireplknet_l", (3, 3, 27, 3), (192, 384, 768, 1536), 220_076_056, 87.9, input_size=384),
-    _variant("unireplknet_xl", (3, 3, 27, 3), (256, 512, 1024, 2048), 388_690_984, 88.0, input_size=384),
+    _variant("unireplknet_a", (2, 2, 6, 2), (40, 80, 160, 320), 4_649_060, 77.0, builder_name="UniRepLKNetA"),
+    _variant("unireplknet_f", (2, 2, 6, 2), (48, 96, 192, 384), 6_489_328, 78.6, builder_name="UniRepLKNetF"),
+    _variant("unireplknet_p", (2, 2, 6, 2), (64, 128, 256, 512), 11_080_520, 80.2, builder_name="UniRepLKNetP"),
+    _variant("unireplknet_n", (2, 2, 8, 2), (80, 160, 320, 640), 18_818_880, 81.6, builder_name="UniRepLKNetN"),
+    _variant("unireplknet_t", (3, 3, 18, 3), (80, 160, 320, 640), 31_693_420, 83.2, builder_name="UniRepLKNetT"),
+    _variant("unireplknet_s", (3, 3, 27, 3), (96, 192, 384, 768), 56_456_704, 83.9, builder_name="UniRepLKNetS"),
+    _variant(
+        "unireplknet_b",
+        (3, 3, 27, 3),
+        (128, 256, 512, 1024),
+        99_089_416,
+        87.4,
+        input_size=384,
+        builder_name="UniRepLKNetB",
+    ),
+    _variant(
+        "unireplknet_l",
+        (3, 3, 27, 3),
+        (192, 384, 768, 1536),
+        220_076_056,
+        87.9,
+        input_size=384,
+        builder_name="UniRepLKNetL",
+    ),
+    _variant(
+        "unireplknet_xl",
+        (3, 3, 27, 3),
+        (256, 512, 1024, 2048),
+        388_690_984,
+        88.0,
+        input_size=384,
+        builder_name="UniRepLKNetXL",
+    ),
 )
 
 _TINY = dict(depths=(1, 2, 2, 1), dims=(16, 32, 48, 64), kernel_sizes=((3,), (13, 5), (7, 0), (9,)))
@@ -327,7 +350,9 @@ def _fixture_kwargs(meta):
 
 ARCH = _base.Architecture(
     name="unireplknet",
-    builder=unireplknet,
+    network=unireplknet,
+    features=_features,
+    min_size=MIN_SIZE,
     convert=convert_unireplknet,
     paper=_PAPER,
     variants=VARIANTS,
@@ -341,14 +366,7 @@ ARCH = _base.Architecture(
     reparameterize=reparameterize,
     fixture_kwargs=_fixture_kwargs,
     fixture_cases=("tiny",),
+    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
 )
 
-UniRepLKNetA = _base.variant_builder("UniRepLKNetA", "unireplknet_a")
-UniRepLKNetF = _base.variant_builder("UniRepLKNetF", "unireplknet_f")
-UniRepLKNetP = _base.variant_builder("UniRepLKNetP", "unireplknet_p")
-UniRepLKNetN = _base.variant_builder("UniRepLKNetN", "unireplknet_n")
-UniRepLKNetT = _base.variant_builder("UniRepLKNetT", "unireplknet_t")
-UniRepLKNetS = _base.variant_builder("UniRepLKNetS", "unireplknet_s")
-UniRepLKNetB = _base.variant_builder("UniRepLKNetB", "unireplknet_b")
-UniRepLKNetL = _base.variant_builder("UniRepLKNetL", "unireplknet_l")
-UniRepLKNetXL = _base.variant_builder("UniRepLKNetXL", "unireplknet_xl")
+unireplknet = ARCH.builder

@@ -1,6 +1,7 @@
-"""GLNet: the official intermediate features of the reference fixture, the layouts the fixture does not cover
-(non-overlapped downsampling, learned slots, token labeling), the strict converter and the builder's argument
-checks. (Whole-model parity, the variants' parameter counts and LiteRT export are in tests/harness.py.)"""
+"""GLNet: the official intermediate outputs of the reference fixture that are not backbone features, the
+layouts the fixture does not cover (non-overlapped downsampling, learned slots, token labeling), the strict
+converter and the builder's argument checks. (Whole-model and feature parity, the variants' parameter counts and
+LiteRT export are in tests/harness.py.)"""
 
 import json
 
@@ -15,15 +16,14 @@ from keras_hyper.convert.reference import tolerance
 from keras_hyper.layers import SoftClusterAttention
 from keras_hyper.models import glnet
 
-# official module -> our layer whose output it is
+# official module -> our layer whose output it is; stages.0-2 and norm are the backbone's features P2..P5, which
+# the harness' reference parity compares (`fixture_features`)
 FEATURES = {
     "downsample_layers.0": "downsample_layers-0-5",
-    "stages.0": "stages-0-blocks-0-add2",
     "downsample_layers.1": "downsample_layers-1-1",
-    "stages.1": "stages-1-blocks-1-add2",
-    "stages.2": "stages-2-blocks-1-add2",
+    "downsample_layers.2": "downsample_layers-2-1",
+    "downsample_layers.3": "downsample_layers-3-1",
     "stages.3": "stages-3-blocks-0-add2",
-    "norm": "norm",
 }
 
 

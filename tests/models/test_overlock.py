@@ -1,6 +1,6 @@
-"""OverLoCK beyond the harness: the fixture's intermediate features (Base-Net, Overview-Net, Focus-Net), the
-training-only auxiliary head (converted strictly, checked against the recorded overview context), the
-inference form without it, the features without the top, and argument errors."""
+"""OverLoCK beyond the harness: the fixture's intermediate outputs that are no backbone features (Base-Net stage
+3, Overview-Net, Focus-Net), the training-only auxiliary head (converted strictly, checked against the recorded
+overview context), the inference form without it, the features without the top, and argument errors."""
 
 import json
 
@@ -26,9 +26,10 @@ def fixture():
 
 
 def test_intermediate_features_match_the_official_paths(fixture):
+    """The taps that are no backbone features (`feat/pre_stage2`, stage 2, is P3: the harness' reference parity
+    compares it through `fixture_features`)."""
     model, data, x = fixture
     taps = {
-        "feat/pre_stage2": "blocks2-0-add",
         "feat/base_stage3": "blocks3-0-add",
         "feat/base_stage4_ctx": "blocks4-0-add",
         "feat/focus_out": "sub_blocks4-1-add2",
@@ -51,6 +52,17 @@ def test_aux_head_is_a_second_output_and_leaves_the_main_one_alone(fixture):
     ctx = ctx * bn["weight"][:, None, None] + bn["bias"][:, None, None]
     expected = ctx.mean(axis=(2, 3)) @ sd["aux_head.2.weight"][:, :, 0, 0].T + sd["aux_head.2.bias"]
     np.testing.assert_allclose(aux, expected, atol=tolerance(expected))
+
+
+def test_aux_head_output_takes_the_final_activation_too():
+    """Deep supervision trains both outputs with the same loss, so both end in the classifier activation."""
+    model = overlock.overlock(**{**overlock.ARCH.tiny, "use_ds": True}, input_shape=(32, 32, 3))
+    assert [t._keras_history.operation.name for t in model.outputs] == ["predictions", "aux_predictions"]
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    for out in model(x):
+        out = to_numpy(out)
+        assert out.shape == (2, overlock.ARCH.tiny["num_classes"]) and out.dtype == np.float32
+        np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
 
 
 def test_reparameterize_drops_the_aux_head_and_matches_the_official_deploy_output(fixture):

@@ -1,6 +1,7 @@
-"""SpaRTAN: the official intermediate features of the reference fixture, the level-dependent wiring, the
-stochastic-depth schedule, the strict converter and the builder's argument checks. (Whole-model parity, the
-variant's parameter count, LiteRT export and BN folding are in tests/harness.py.)"""
+"""SpaRTAN: the official intermediate outputs of the reference fixture that are not backbone features, the
+level-dependent wiring and the features it gives, the stochastic-depth schedule, the strict converter and the
+builder's argument checks. (Whole-model and feature parity, the variant's parameter count, LiteRT export and BN
+folding are in tests/harness.py.)"""
 
 import json
 
@@ -15,20 +16,17 @@ from keras_hyper.convert.reference import tolerance
 from keras_hyper.layers import Conv2D, DepthwiseConv2D, DropPath, LayerScale
 from keras_hyper.models import spartan
 
-# official module -> our layer whose output it is (blocks end in their second residual add)
+# official module -> our layer whose output it is; the levels' outputs (layers.0, .2, .4, .6) are the backbone's
+# features P2..P5, which the harness' reference parity compares (`fixture_features`)
 FEATURES = {
     "conv": "conv-1-act",
     "layers.0.smixer": "layers-0-smixer-proj_out",
     "layers.0.cmixer": "layers-0-cmixer-proj_out",
-    "layers.0": "layers-0-add_2",
     "layers.1": "layers-1-act",
-    "layers.2": "layers-2-add_2",
     "layers.3": "layers-3-act",
-    "layers.4": "layers-4-add_2",
     "layers.5": "layers-5-act",
     "layers.6.smixer": "layers-6-smixer-proj_out",
     "layers.6.cmixer": "layers-6-cmixer-proj_out",
-    "layers.6": "layers-6-add_2",
 }
 
 
@@ -102,6 +100,25 @@ def test_without_dims_each_downsampling_doubles_the_channels(dims):
     model = spartan.spartan(layer_depths=(0, 1, 1), dims=dims, expand_ratios=(2, 2, 2), init_dim=16)
     assert model.get_layer("layers-0-add_2").output.shape[-1] == 16
     assert model.get_layer("layers-2-add_2").output.shape[-1] == 32
+
+
+@pytest.mark.parametrize(
+    "layer_depths,producers",
+    [
+        ((1, 0, 1), {"P2": "layers-0-add_2", "P3": "layers-2-add_2"}),
+        ((0, 1, 1), {"P2": "layers-0-add_2", "P3": "layers-2-add_2"}),
+        # no blocks after the last downsampling: its own output is the deepest feature
+        ((1, 1, 0), {"P2": "layers-0-add_2", "P3": "layers-2-add_2", "P4": "layers-3-act"}),
+        ((0, 0, 0), {"P2": "conv-1-act"}),
+    ],
+)
+def test_features_are_the_last_map_at_each_stride(layer_depths, producers):
+    kwargs = dict(layer_depths=layer_depths, dims=(24, 40), expand_ratios=(2, 2, 2), init_dim=16)
+    model = spartan.spartan(**kwargs, features_only=True, input_shape=(32, 32, 3))
+    assert {key: t._keras_history.operation.name for key, t in model.output.items()} == producers
+    declared = spartan.ARCH.feature_info(kwargs)
+    assert [(f.key, f.channels) for f in declared] == [(key, t.shape[-1]) for key, t in model.output.items()]
+    assert [32 // f.stride for f in declared] == [t.shape[1] for t in model.output.values()]
 
 
 def test_converter_is_strict(fixture):
