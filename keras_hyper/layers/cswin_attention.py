@@ -17,25 +17,14 @@ Windows are cut with 5-D reshapes and transposes only, so the layer exports to L
 import keras
 
 from keras_hyper.layers.conv import DepthwiseConv2D
-from keras_hyper.layers.linear_attention import SimplifiedLinearAttention, SoftmaxAttention
+from keras_hyper.layers.linear_attention import (
+    SimplifiedLinearAttention,
+    SoftmaxAttention,
+    merge_windows,
+    partition_windows,
+)
 
 ATTENTIONS = ("softmax", "linear")
-
-
-def _partition(x, height, width, win_h, win_w):
-    """`(B, H, W, C)` -> `(B * H/win_h * W/win_w, win_h, win_w, C)`, windows in row-major order."""
-    channels = x.shape[-1]
-    x = keras.ops.reshape(x, (-1, win_h, width // win_w, win_w, channels))
-    x = keras.ops.transpose(x, (0, 2, 1, 3, 4))
-    return keras.ops.reshape(x, (-1, win_h, win_w, channels))
-
-
-def _merge(x, height, width, win_h, win_w):
-    """The inverse of `_partition`."""
-    channels = x.shape[-1]
-    x = keras.ops.reshape(x, (-1, width // win_w, win_h, win_w, channels))
-    x = keras.ops.transpose(x, (0, 2, 1, 3, 4))
-    return keras.ops.reshape(x, (-1, height, width, channels))
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -139,9 +128,9 @@ class CrossShapedWindowAttention(keras.layers.Layer):
             qkv = keras.ops.concatenate(
                 [inputs[..., i * dim + b * part : i * dim + (b + 1) * part] for i in range(3)], axis=-1
             )
-            windows = _partition(qkv, height, width, win_h, win_w)
+            windows = partition_windows(qkv, height, width, win_h, win_w)
             out = self.cores[b](windows) + self.lepe[b](windows[..., 2 * part :])
-            outputs.append(_merge(out, height, width, win_h, win_w))
+            outputs.append(merge_windows(out, height, width, win_h, win_w))
         return outputs[0] if len(outputs) == 1 else keras.ops.concatenate(outputs, axis=-1)
 
     def compute_output_shape(self, input_shape):

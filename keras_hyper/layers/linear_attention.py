@@ -10,11 +10,16 @@ a preceding BatchNorm fold into `qkv`. Token maps stay 2-D (channels last, row-m
 Learned tables (the model's `pos_embed`, SLA's `positional_encoding`) are stored at the grid of the size the
 model was built for (the official hard-codes 14x14 = 224 / 16); a token map of another size (448 or 896 inputs,
 a dynamic input shape) gets the table bilinearly resized to its grid (half-pixel centres, no antialiasing).
+
+SLA also runs inside square windows, cyclically shifted or not, as SLAB-Swin's blocks do: every window is a
+separate attention with the window's positional encoding, its own normaliser and the depthwise convolution
+zero-padded at the window's border; the official shifted SLA windows have no attention mask.
 """
 
 import keras
 
 from keras_hyper.layers.conv import DepthwiseConv2D
+from keras_hyper.layers.window_attention import _roll
 
 
 def _grid(x):
@@ -32,6 +37,23 @@ def resize_table(table, height, width):
         return table
     table = keras.ops.convert_to_tensor(table)
     return keras.ops.image.resize(table, (height, width), interpolation="bilinear", antialias=False)
+
+
+def partition_windows(x, height, width, win_h, win_w):
+    """`(B, H, W, C)` -> `(B * H/win_h * W/win_w, win_h, win_w, C)`, windows in row-major order (5-D reshapes and
+    transposes only, for LiteRT)."""
+    channels = x.shape[-1]
+    x = keras.ops.reshape(x, (-1, win_h, width // win_w, win_w, channels))
+    x = keras.ops.transpose(x, (0, 2, 1, 3, 4))
+    return keras.ops.reshape(x, (-1, win_h, win_w, channels))
+
+
+def merge_windows(x, height, width, win_h, win_w):
+    """The inverse of `partition_windows`."""
+    channels = x.shape[-1]
+    x = keras.ops.reshape(x, (-1, width // win_w, win_h, win_w, channels))
+    x = keras.ops.transpose(x, (0, 2, 1, 3, 4))
+    return keras.ops.reshape(x, (-1, height, width, channels))
 
 
 def _split_heads(x, num_heads, height, width):
@@ -70,14 +92,23 @@ class SimplifiedLinearAttention(keras.layers.Layer):
 
     Args:
         num_heads: heads; must divide C.
-        grid_size: `(h, w)` of the stored positional encoding (the official `14 * 14` tokens -> `(14, 14)`).
+        grid_size: `(h, w)` of the stored positional encoding (the official `14 * 14` tokens -> `(14, 14)`; with
+            windows, the window it was trained for), resized to the map (or window) when they differ.
         kernel_size: of the depthwise convolution on `v` (official 5), odd.
         epsilon: added to the normaliser (official 1e-6).
+        window_size: None (one attention over the whole map) or the side of square windows, each attended on
+            its own (SLAB-Swin's windowed SLA).
+        shift_size: cyclic shift of the windows towards the origin before attending, undone after (0 <= shift
+            < window_size; 0 without windows). As in the official code, no mask keeps a shifted window's
+            wrapped-around tokens apart.
 
-    Shape: `(B, H, W, 3C)` ([q | k | v]) -> `(B, H, W, C)`.
+    Shape: `(B, H, W, 3C)` ([q | k | v]) -> `(B, H, W, C)`; with windows H and W must be static multiples of
+    `window_size`.
     """
 
-    def __init__(self, num_heads, grid_size=(14, 14), kernel_size=5, epsilon=1e-6, **kwargs):
+    def __init__(
+        self, num_heads, grid_size=(14, 14), kernel_size=5, epsilon=1e-6, window_size=None, shift_size=0, **kwargs
+    ):
         super().__init__(**kwargs)
         if not isinstance(num_heads, int) or num_heads < 1:
             raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
@@ -86,10 +117,16 @@ class SimplifiedLinearAttention(keras.layers.Layer):
             raise ValueError(f"grid_size must be two positive integers (h, w), got {grid_size!r}.")
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}.")
+        if window_size is not None and (not isinstance(window_size, int) or window_size < 1):
+            raise ValueError(f"window_size must be a positive integer or None, got {window_size!r}.")
+        if not isinstance(shift_size, int) or not 0 <= shift_size < (window_size or 1):
+            raise ValueError(f"shift_size must be in [0, window_size={window_size}), got {shift_size!r}.")
         self.num_heads = num_heads
         self.grid_size = grid_size
         self.kernel_size = kernel_size
         self.epsilon = epsilon
+        self.window_size = window_size
+        self.shift_size = shift_size
 
     def build(self, input_shape):
         dim = _check_qkv(self, input_shape)
@@ -102,6 +139,20 @@ class SimplifiedLinearAttention(keras.layers.Layer):
         self.dwc.build((None, None, None, self.head_dim))
 
     def call(self, inputs):
+        size, shift = self.window_size, self.shift_size
+        if size is None:
+            return self._attend(inputs)
+        height, width = inputs.shape[1], inputs.shape[2]
+        if height is None or width is None:
+            raise ValueError(f"{self.name}: windowed SLA needs a static spatial size (call it eagerly or build it so).")
+        if height % size or width % size:
+            raise ValueError(f"{self.name}: the {height}x{width} map is not a whole number of {size}x{size} windows.")
+        x = _roll(inputs, -shift) if shift else inputs
+        out = merge_windows(self._attend(partition_windows(x, height, width, size, size)), height, width, size, size)
+        return _roll(out, shift) if shift else out
+
+    def _attend(self, inputs):
+        """SLA over each map of the batch (a whole map, or one window)."""
         height, width = _grid(inputs)
         dim, heads, head_dim = self.dim, self.num_heads, self.head_dim
         q, k, v = inputs[..., :dim], inputs[..., dim : 2 * dim], inputs[..., 2 * dim :]
@@ -125,7 +176,12 @@ class SimplifiedLinearAttention(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            num_heads=self.num_heads, grid_size=self.grid_size, kernel_size=self.kernel_size, epsilon=self.epsilon
+            num_heads=self.num_heads,
+            grid_size=self.grid_size,
+            kernel_size=self.kernel_size,
+            epsilon=self.epsilon,
+            window_size=self.window_size,
+            shift_size=self.shift_size,
         )
         return config
 

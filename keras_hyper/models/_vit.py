@@ -1,6 +1,8 @@
 """The pre-norm transformer block of the plain ViTs here (Hyena-ViT, PfLayer-ViT/PiT), in DeiT's layout and with
 timm's layer names (`blocks-{i}-norm1`, `-mlp-fc1`, ...), so that one converter mapping serves their checkpoints.
 
+`grid_feature(patch_size, dim)` declares such a ViT's one feature, its token grid.
+
 `block(x, prefix, mixer, ...)`: `x + DropPath(mixer(LN(x)))`, then `x + DropPath(MLP(LN(x)))` with a GELU MLP of
 `mlp_ratio * C` hidden units; (B, H, W, C) or (B, N, C) in and out. The token mixer is any callable (a layer).
 """
@@ -8,8 +10,15 @@ timm's layer names (`blocks-{i}-norm1`, `-mlp-fc1`, ...), so that one converter 
 import keras
 
 from keras_hyper.layers import DropPath
+from keras_hyper.models import _base
 
 LN_EPSILON = 1e-6
+
+
+def grid_feature(patch_size, dim):
+    """The `Feature`s of a plain ViT: its one token grid, of stride `patch_size` (`"P4"` for 16, `"S14"` for a
+    14-pixel patch, which has no P level)."""
+    return _base.pyramid([dim], [patch_size])
 
 
 def dense_init():

@@ -13,7 +13,7 @@ Tokens stay a channels-last grid `(B, H/p, W/p, C)` throughout. Layer names foll
 '-' for '.' (`blocks-3-attn` for `blocks.3.attn`).
 
 Input `(B, H, W, 3)`, H and W multiples of the patch size with a grid no larger than `img_size / patch_size`;
-features `(B, H/p, W/p, C)`; logits `(B, num_classes)`.
+features: the one token grid `(B, H/p, W/p, C)`; logits `(B, num_classes)`.
 """
 
 import keras
@@ -39,6 +39,7 @@ def block_mixers(depth, method):
 
 
 def hyena_vit(
+    x,
     embed_dim=192,
     depth=12,
     num_heads=3,
@@ -51,19 +52,10 @@ def hyena_vit(
     directional_mode="seq",
     drop_path_rate=0.0,
     long_conv="auto",
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="hyena_vit",
 ):
     """Builds a Hyena ViT (the official DeiT `VisionTransformer` with `--method hyena2d` or `hyena2dattn`,
-    `--hyena2d_filter`, no class token).
+    `--hyena2d_filter`, no class token); the public builder `keras_hyper.models.hyena_vit.hyena_vit` takes these
+    arguments and the keras.applications ones.
 
     Args:
         embed_dim, depth, num_heads, mlp_ratio, patch_size: the DeiT configuration (heads serve the attention
@@ -77,36 +69,23 @@ def hyena_vit(
             odd ones at the top-left, as the official training setting) or 'standard' (all at the top-left).
         drop_path_rate: stochastic depth, linear over the blocks.
         long_conv: how the Hyena layers compute their long convolutions ('auto', 'fft' or 'direct').
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`.
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one token grid, the final LayerNorm's `(B, H/p, W/p, embed_dim)`, keyed by its stride `patch_size`
+    (`"P4"` for the official 16); the head reads its first (top-left) token. Example:
+
+        model = hyena_vit(method="hyena2dattn")                    # Hyena-DeiT-T hybrid
+        grid = hyena_vit(features_only=True)(images)["P4"]         # (B, 14, 14, 192) at 224
     """
-    for arg, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads), ("img_size", img_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
-    if not isinstance(patch_size, int) or patch_size < 1 or img_size % patch_size:
-        raise ValueError(f"patch_size must be a positive integer dividing img_size={img_size}, got {patch_size!r}.")
-    if embed_dim % num_heads:
-        raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}.")
-    if directional_mode not in ("standard", "seq"):
-        raise ValueError(f"directional_mode must be 'standard' or 'seq', got {directional_mode!r}.")
-    mixers = block_mixers(depth, method)
+    mixers = _checks(embed_dim, depth, num_heads, patch_size, img_size, method, directional_mode)
     rates = _base.drop_path_rates(drop_path_rate, depth)
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-
     grid = img_size // patch_size
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=max(32, patch_size))
-    for size in inputs.shape[1:3]:
+    for size in x.shape[1:3]:
         if size is not None and (size % patch_size or size > img_size):
             raise ValueError(
                 f"Input height and width must be multiples of patch_size={patch_size} no larger than "
                 f"img_size={img_size} (the Hyena filters cover a {grid}x{grid} token grid), got "
-                f"input_shape={tuple(inputs.shape[1:])}."
+                f"input_shape={tuple(x.shape[1:])}."
             )
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
     x = Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
     x = PositionEmbedding2D(grid, name="pos_embed")(x)
     for index, (kind, rate) in enumerate(zip(mixers, rates)):
@@ -123,15 +102,37 @@ def hyena_vit(
                 name=f"blocks-{index}-attn",
             )
         x = _vit.block(x, f"blocks-{index}", mixer, mlp_ratio=mlp_ratio, drop_path=rate)
-    x = _vit.layer_norm("norm")(x)
-    if include_top:
+
+    def head(x, num_classes):
         # no class token: the official head reads token 0, the top-left patch
         x = FirstToken(name="first_token")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=_vit.dense_init(), name="head")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return keras.layers.Dense(num_classes, kernel_initializer=_vit.dense_init(), name="head")(x)
+
+    return _base.Network({_base.feature_key(patch_size): _vit.layer_norm("norm")(x)}, head)
+
+
+def _checks(embed_dim, depth, num_heads, patch_size, img_size, method, directional_mode):
+    """Validates the configuration; returns the per-block mixers."""
+    for arg, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads), ("img_size", img_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
+    if not isinstance(patch_size, int) or patch_size < 1 or img_size % patch_size:
+        raise ValueError(f"patch_size must be a positive integer dividing img_size={img_size}, got {patch_size!r}.")
+    if embed_dim % num_heads:
+        raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}.")
+    if directional_mode not in ("standard", "seq"):
+        raise ValueError(f"directional_mode must be 'standard' or 'seq', got {directional_mode!r}.")
+    return block_mixers(depth, method)
+
+
+def _input_size(embed_dim, depth, num_heads, patch_size, img_size, method, directional_mode, **_):
+    # validated before the input's size is checked
+    _checks(embed_dim, depth, num_heads, patch_size, img_size, method, directional_mode)
+    return img_size
+
+
+def _features(patch_size, embed_dim, **_):
+    return _vit.grid_feature(patch_size, embed_dim)
 
 
 def convert_hyena_operator(m, layer, key):
@@ -204,13 +205,17 @@ VARIANTS = tuple(
         f"hyena_deit{'_hybrid' if method == 'hyena2dattn' else ''}_{size}_patch16_224",
         dict(embed_dim=_DEIT[size][0], depth=12, num_heads=_DEIT[size][1], method=method),
         num_params=count,
+        builder_name=f"HyenaDeiT{'Hybrid' if method == 'hyena2dattn' else ''}{size.title()}",
     )
     for (size, method), count in _COUNTS.items()
 )
 
 ARCH = _base.Architecture(
     name="hyena_vit",
-    builder=hyena_vit,
+    network=hyena_vit,
+    features=_features,
+    input_size=_input_size,
+    min_size=lambda patch_size, **_: max(32, patch_size),
     convert=convert_hyena_vit,
     paper=_PAPER,
     variants=VARIANTS,
@@ -234,9 +239,4 @@ ARCH = _base.Architecture(
     interpolation="bicubic",
 )
 
-HyenaDeiTTiny = _base.variant_builder("HyenaDeiTTiny", "hyena_deit_tiny_patch16_224")
-HyenaDeiTHybridTiny = _base.variant_builder("HyenaDeiTHybridTiny", "hyena_deit_hybrid_tiny_patch16_224")
-HyenaDeiTSmall = _base.variant_builder("HyenaDeiTSmall", "hyena_deit_small_patch16_224")
-HyenaDeiTHybridSmall = _base.variant_builder("HyenaDeiTHybridSmall", "hyena_deit_hybrid_small_patch16_224")
-HyenaDeiTBase = _base.variant_builder("HyenaDeiTBase", "hyena_deit_base_patch16_224")
-HyenaDeiTHybridBase = _base.variant_builder("HyenaDeiTHybridBase", "hyena_deit_hybrid_base_patch16_224")
+hyena_vit = ARCH.builder

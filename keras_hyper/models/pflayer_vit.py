@@ -14,7 +14,7 @@ has a class token: the head is LayerNorm, global average pooling over the tokens
 Tokens stay on their `(B, H, W, C)` grid throughout, so the layer names follow the official state dict
 (`blocks-3-attn` for `blocks.3.attn`, `transformers-1-blocks-0-mlp-fc1`, `pools-0-conv`) and any input size
 works: the position embedding is resized bicubically (PyTorch's kernel) when the grid differs from the
-training grid.
+training grid. Features: ViT-max its one token grid, PiT-max one map per stage.
 """
 
 import math
@@ -45,13 +45,9 @@ def _mixers(depth, attn_type):
     return ["attn" if i % 2 == 0 else attn_type for i in range(depth)]
 
 
-def _head(x, *, include_top, pooling, num_classes, classifier_activation):
-    x = _vit.layer_norm("norm")(x)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=_vit.dense_init(), name="head")(x)
-        return _base.predictions(x, classifier_activation)
-    return _base.pool(x, pooling)
+def _head(x, num_classes):
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.layers.Dense(num_classes, kernel_initializer=_vit.dense_init(), name="head")(x)
 
 
 def _check_rate(drop_path_rate):
@@ -60,6 +56,7 @@ def _check_rate(drop_path_rate):
 
 
 def pflayer_vit(
+    x,
     patch_size=16,
     embed_dim=768,
     depth=12,
@@ -68,18 +65,9 @@ def pflayer_vit(
     img_size=224,
     attn_type="max",
     drop_path_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="pflayer_vit",
 ):
-    """Builds a ViT-max (official `EffTransformer`).
+    """Builds a ViT-max (official `EffTransformer`); the public builder `keras_hyper.models.pflayer_vit.pflayer_vit`
+    takes these arguments and the keras.applications ones.
 
     Args:
         patch_size: side of the square, non-overlapping patches.
@@ -88,35 +76,39 @@ def pflayer_vit(
             patch_size` a side) and the default input shape.
         attn_type: the odd blocks' token mixer: "max" (`EffLayer`) or "attn" (a plain ViT without class token).
         drop_path_rate: stochastic depth of the last block, rising linearly from 0 over the blocks.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file.
 
-    Returns:
-        A functional `keras.Model`; without the top, the normalised token grid `(B, H/p, W/p, embed_dim)`.
+    Features: one token grid, the normalised `(B, H/p, W/p, embed_dim)`, keyed by its stride `patch_size`
+    (`"P4"` for the official 16). Example:
+
+        model = pflayer_vit(embed_dim=384, num_heads=6)            # ViT-S-max
+        grid = pflayer_vit(features_only=True)(images)["P4"]       # (B, 14, 14, 768) at 224
     """
-    mixers = _mixers(depth, attn_type)
-    if img_size < patch_size:
-        raise ValueError(f"img_size={img_size} is smaller than patch_size={patch_size}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=2 * patch_size)
-    if include_preprocessing:
-        x = _base.preprocessing(x, VIT_ARCH.mean, VIT_ARCH.std)
+    mixers = _vit_checks(patch_size, depth, img_size, attn_type)
     x = Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
     x = PositionEmbedding2D(img_size // patch_size, name="pos_embed")(x)
     for i, (mixer, rate) in enumerate(zip(mixers, _base.drop_path_rates(drop_path_rate, depth))):
         x = _block(x, f"blocks-{i}", mixer=mixer, num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path=rate)
-    x = _head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        num_classes=num_classes,
-        classifier_activation=classifier_activation,
-    )
-    return _base.finish(inputs, x, name=name, weights=weights, arch=VIT_ARCH)
+    return _base.Network({_base.feature_key(patch_size): _vit.layer_norm("norm")(x)}, _head)
+
+
+def _vit_checks(patch_size, depth, img_size, attn_type):
+    mixers = _mixers(depth, attn_type)
+    if img_size < patch_size:
+        raise ValueError(f"img_size={img_size} is smaller than patch_size={patch_size}.")
+    return mixers
+
+
+def _vit_features(patch_size, embed_dim, **_):
+    return _vit.grid_feature(patch_size, embed_dim)
+
+
+def _vit_input_size(patch_size, depth, img_size, attn_type, **_):
+    _vit_checks(patch_size, depth, img_size, attn_type)  # before the input's size is checked
+    return img_size
 
 
 def pflayer_pit(
+    x,
     patch_size=16,
     stride=8,
     base_dims=(48, 48, 48),
@@ -126,18 +118,9 @@ def pflayer_pit(
     img_size=224,
     attn_type="max",
     drop_path_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="pflayer_pit",
 ):
-    """Builds a PiT-max (official `PoolingTransformer`).
+    """Builds a PiT-max (official `PoolingTransformer`); the public builder
+    `keras_hyper.models.pflayer_vit.pflayer_pit` takes these arguments and the keras.applications ones.
 
     Args:
         patch_size, stride: kernel and stride of the (overlapping) patch-embedding convolution.
@@ -148,12 +131,43 @@ def pflayer_pit(
             (`(img_size - patch_size) // stride + 1` a side) and the default input shape.
         attn_type: the odd blocks' token mixer: "max" (`EffLayer`) or "attn".
         drop_path_rate: stochastic depth; block `i` of `n` gets `drop_path_rate * i / n` as officially.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file.
 
-    Returns:
-        A functional `keras.Model`; without the top, the normalised last-stage token grid.
+    Features: one per stage, each stage's last block (the last one normalised, as the head reads it), strides
+    `stride * 2**s` (P3..P5 for the official stride 8; PiT-B's 7, 14, 28 are keyed P3..P5 too) with
+    `base_dims[s] * heads[s]` channels. The valid-padded embedding makes the first map
+    `(H - patch_size) // stride + 1` a side, one token less than `H / stride` for the official 16/8. Example:
+
+        model = pflayer_pit(base_dims=(32, 32, 32), heads=(2, 4, 8))   # PiT-Ti-max
+        pyramid = pflayer_pit(features_only=True)      # {"P3": (B, 27, 27, 144), ..., "P5": (B, 7, 7, 576)}
     """
+    dims = _pit_dims(base_dims, depths, heads, drop_path_rate, img_size, patch_size)
+    x = Conv2D(dims[0], patch_size, strides=stride, name="patch_embed-conv")(x)
+    x = PositionEmbedding2D(math.floor((img_size - patch_size) / stride + 1), name="pos_embed")(x)
+    features, total, block = {}, sum(depths), 0
+    for s, (depth, num_heads) in enumerate(zip(depths, heads)):
+        for i, mixer in enumerate(_mixers(depth, attn_type)):
+            x = _block(
+                x,
+                f"transformers-{s}-blocks-{i}",
+                mixer=mixer,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                drop_path=drop_path_rate * block / total,
+            )
+            block += 1
+        if s < len(depths) - 1:
+            features[_base.feature_key(stride * 2**s)] = x
+            # PyTorch pads 1 on both sides; 'same' would pad only after on even grids
+            x = keras.layers.ZeroPadding2D(1, name=f"pools-{s}-pad")(x)
+            x = keras.layers.DepthwiseConv2D(
+                3, strides=2, depth_multiplier=dims[s + 1] // dims[s], name=f"pools-{s}-conv"
+            )(x)
+    features[_base.feature_key(stride * 2 ** (len(depths) - 1))] = _vit.layer_norm("norm")(x)
+    return _base.Network(features, _head)
+
+
+def _pit_dims(base_dims, depths, heads, drop_path_rate, img_size, patch_size):
+    """Validates the stage layout; returns the channels of each stage."""
     base_dims, depths, heads = tuple(base_dims), tuple(depths), tuple(heads)
     if not len(base_dims) == len(depths) == len(heads) or not depths:
         raise ValueError(
@@ -168,39 +182,17 @@ def pflayer_pit(
     _check_rate(drop_path_rate)
     if img_size < patch_size:
         raise ValueError(f"img_size={img_size} is smaller than patch_size={patch_size}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+    return dims
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=patch_size + stride)
-    if include_preprocessing:
-        x = _base.preprocessing(x, PIT_ARCH.mean, PIT_ARCH.std)
-    x = Conv2D(dims[0], patch_size, strides=stride, name="patch_embed-conv")(x)
-    x = PositionEmbedding2D(math.floor((img_size - patch_size) / stride + 1), name="pos_embed")(x)
-    total, block = sum(depths), 0
-    for s, (depth, num_heads) in enumerate(zip(depths, heads)):
-        for i, mixer in enumerate(_mixers(depth, attn_type)):
-            x = _block(
-                x,
-                f"transformers-{s}-blocks-{i}",
-                mixer=mixer,
-                num_heads=num_heads,
-                mlp_ratio=mlp_ratio,
-                drop_path=drop_path_rate * block / total,
-            )
-            block += 1
-        if s < len(depths) - 1:
-            # PyTorch pads 1 on both sides; 'same' would pad only after on even grids
-            x = keras.layers.ZeroPadding2D(1, name=f"pools-{s}-pad")(x)
-            x = keras.layers.DepthwiseConv2D(
-                3, strides=2, depth_multiplier=dims[s + 1] // dims[s], name=f"pools-{s}-conv"
-            )(x)
-    x = _head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        num_classes=num_classes,
-        classifier_activation=classifier_activation,
-    )
-    return _base.finish(inputs, x, name=name, weights=weights, arch=PIT_ARCH)
+
+def _pit_features(base_dims, depths, heads, drop_path_rate, img_size, patch_size, stride, **_):
+    dims = _pit_dims(base_dims, depths, heads, drop_path_rate, img_size, patch_size)
+    return tuple(_base.Feature(_base.feature_key(stride * 2**s), stride * 2**s, dim) for s, dim in enumerate(dims))
+
+
+def _pit_input_size(base_dims, depths, heads, drop_path_rate, img_size, patch_size, **_):
+    _pit_dims(base_dims, depths, heads, drop_path_rate, img_size, patch_size)  # before the input's size is checked
+    return img_size
 
 
 def _grouped_kernel(multiplier):
@@ -254,33 +246,55 @@ _PAPER = _base.Paper("Learning Features with Parameter-Free Layers", "2202.02777
 _SOURCE = "https://github.com/naver-ai/PfLayer"
 
 VIT_VARIANTS = (
-    _base.Variant("pflayer_vit_ti_max", dict(embed_dim=192, depth=12, num_heads=3), num_params=6_159_400),
     _base.Variant(
-        "pflayer_vit_s_max", dict(embed_dim=384, depth=12, num_heads=6), num_params=23_819_368, paper_top1=74.2
+        "pflayer_vit_ti_max",
+        dict(embed_dim=192, depth=12, num_heads=3),
+        num_params=6_159_400,
+        builder_name="PfViTTiMax",
     ),
-    _base.Variant("pflayer_vit_b_max", dict(embed_dim=768, depth=12, num_heads=12), num_params=93_644_008),
+    _base.Variant(
+        "pflayer_vit_s_max",
+        dict(embed_dim=384, depth=12, num_heads=6),
+        num_params=23_819_368,
+        paper_top1=74.2,
+        builder_name="PfViTSMax",
+    ),
+    _base.Variant(
+        "pflayer_vit_b_max",
+        dict(embed_dim=768, depth=12, num_heads=12),
+        num_params=93_644_008,
+        builder_name="PfViTBMax",
+    ),
 )
 
 PIT_VARIANTS = (
     _base.Variant(
-        "pflayer_pit_ti_max", dict(base_dims=(32, 32, 32), depths=(2, 6, 4), heads=(2, 4, 8)), num_params=5_174_504
+        "pflayer_pit_ti_max",
+        dict(base_dims=(32, 32, 32), depths=(2, 6, 4), heads=(2, 4, 8)),
+        num_params=5_174_504,
+        builder_name="PfPiTTiMax",
     ),
     _base.Variant(
         "pflayer_pit_s_max",
         dict(base_dims=(48, 48, 48), depths=(2, 6, 4), heads=(3, 6, 12)),
         num_params=25_119_784,
         paper_top1=75.7,
+        builder_name="PfPiTSMax",
     ),
     _base.Variant(
         "pflayer_pit_b_max",
         dict(patch_size=14, stride=7, base_dims=(64, 64, 64), depths=(3, 6, 4), heads=(4, 8, 16)),
         num_params=79_005_928,
+        builder_name="PfPiTBMax",
     ),
 )
 
 VIT_ARCH = _base.Architecture(
     name="pflayer_vit",
-    builder=pflayer_vit,
+    network=pflayer_vit,
+    features=_vit_features,
+    input_size=_vit_input_size,
+    min_size=lambda patch_size, **_: 2 * patch_size,
     convert=convert_pflayer_vit,
     paper=_PAPER,
     variants=VIT_VARIANTS,
@@ -293,7 +307,10 @@ VIT_ARCH = _base.Architecture(
 
 PIT_ARCH = _base.Architecture(
     name="pflayer_pit",
-    builder=pflayer_pit,
+    network=pflayer_pit,
+    features=_pit_features,
+    input_size=_pit_input_size,
+    min_size=lambda patch_size, stride, **_: patch_size + stride,
     convert=convert_pflayer_pit,
     paper=_PAPER,
     variants=PIT_VARIANTS,
@@ -304,9 +321,7 @@ PIT_ARCH = _base.Architecture(
     tiny=dict(base_dims=(8, 8), depths=(2, 2), heads=(2, 4), mlp_ratio=2.0, img_size=32, num_classes=10),
 )
 
-PfViTTiMax = _base.variant_builder("PfViTTiMax", "pflayer_vit_ti_max")
-PfViTSMax = _base.variant_builder("PfViTSMax", "pflayer_vit_s_max")
-PfViTBMax = _base.variant_builder("PfViTBMax", "pflayer_vit_b_max")
-PfPiTTiMax = _base.variant_builder("PfPiTTiMax", "pflayer_pit_ti_max")
-PfPiTSMax = _base.variant_builder("PfPiTSMax", "pflayer_pit_s_max")
-PfPiTBMax = _base.variant_builder("PfPiTBMax", "pflayer_pit_b_max")
+ARCHITECTURES = (VIT_ARCH, PIT_ARCH)
+
+pflayer_vit = VIT_ARCH.builder
+pflayer_pit = PIT_ARCH.builder

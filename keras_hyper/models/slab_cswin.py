@@ -12,8 +12,8 @@ heads between vertical and horizontal 7-wide stripes of softmax attention; stage
 official `last_stage`). Every attention adds LePE, a 3x3 depthwise convolution of `v`.
 
 Layer names follow the official state dict with '-' for '.' (`stage3-4-attns` for `stage3.4.attns`).
-Input `(B, H, W, 3)`; features `(B, H/32, W/32, 8C)` (sizes rounded up by the strided convolutions); logits
-`(B, num_classes)`.
+Input `(B, H, W, 3)`; features: each stage's map, `(B, H/32, W/32, 8C)` the last (sizes rounded up by the
+strided convolutions); logits `(B, num_classes)`.
 """
 
 import keras
@@ -33,6 +33,7 @@ def _conv(x, filters, kernel, stride, padding, name):
 
 
 def slab_cswin(
+    x,
     img_size=224,
     embed_dim=64,
     depths=(2, 4, 18, 1),
@@ -48,18 +49,9 @@ def slab_cswin(
     prepbn_warmup=0,
     prepbn_r0=1.0,
     drop_path_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="slab_cswin",
 ):
-    """Builds a SLAB-CSwin model (the official `CSWinTransformer` of slab_cswin.py).
+    """Builds a SLAB-CSwin model (the official `CSWinTransformer` of slab_cswin.py); the public builder
+    `keras_hyper.models.slab_cswin.slab_cswin` takes these arguments and the keras.applications ones.
 
     Stage `i` works on a `img_size / 4 / 2**i` map. Its blocks use SLA (`attn_type[i] == "L"`) with stripes of
     `la_split_sizes[i]`, or softmax attention (`"S"`) with stripes of `split_sizes[i]`; a stripe as large as the
@@ -77,46 +69,31 @@ def slab_cswin(
             checkpoints then match exactly).
         prepbn_steps, prepbn_warmup, prepbn_r0: PRepBN's schedule (official `step=120000`, `warm=0`, `r0=1`).
         drop_path_rate: stochastic depth, linear over the blocks (official 0.1 for T, 0.3 for S).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` is a local file here.
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per stage, `"P<log2 stride>"` for strides `4 * 2**i` (P2..P5) with `embed_dim * 2**i`
+    channels: each stage's last block (before the next merge), and the final norm for the last stage. Example:
+
+        model = slab_cswin(depths=(2, 4, 32, 2), drop_path_rate=0.3)   # SLAB-CSwin-S
+        pyramid = slab_cswin(features_only=True)       # {"P2": (B, 56, 56, 64), ..., "P5": (B, 7, 7, 512)}
     """
-    depths, num_heads = tuple(depths), tuple(num_heads)
-    split_sizes, la_split_sizes = tuple(split_sizes), tuple(la_split_sizes)
+    depths, num_heads, split_sizes, la_split_sizes = _stages(
+        img_size, embed_dim, depths, num_heads, split_sizes, la_split_sizes, attn_type
+    )
     stages = len(depths)
-    if stages < 1 or any(not isinstance(d, int) or d < 1 for d in depths):
-        raise ValueError(f"depths must be a non-empty sequence of positive integers, got {depths!r}.")
-    for label, value in (("num_heads", num_heads), ("split_sizes", split_sizes), ("la_split_sizes", la_split_sizes)):
-        if len(value) != stages:
-            raise ValueError(f"{label} must have one entry per stage ({stages}), got {value!r}.")
-    if not isinstance(attn_type, str) or len(attn_type) != stages or set(attn_type) - {"L", "S"}:
-        raise ValueError(f"attn_type must be {stages} letters 'L' or 'S', got {attn_type!r}.")
-    if not isinstance(embed_dim, int) or embed_dim < 1:
-        raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}.")
-    total_stride = 4 * 2 ** (stages - 1)
-    if not isinstance(img_size, int) or img_size < total_stride or img_size % total_stride:
-        raise ValueError(
-            f"img_size must be a positive multiple of 4 * 2**(stages-1) = {total_stride}, got {img_size!r}."
-        )
     if mlp_ratio <= 0:
         raise ValueError(f"mlp_ratio must be positive, got {mlp_ratio!r}.")
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
     # the official CSwin builds its LinearNorm on nn.LayerNorm's default eps, 1e-5
     prepbn = dict(total_steps=prepbn_steps, warmup=prepbn_warmup, r0=prepbn_r0, ln_epsilon=1e-5)
     PRepBN(**prepbn)  # validates the schedule before anything is built
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=max(32, total_stride))
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
     x = _conv(x, embed_dim, 7, 4, 2, "stage1_conv_embed-0")
     x = PRepBN(**prepbn, name="stage1_conv_embed-2")(x)
-    block = 0
+    features, block = {}, 0
     for i, depth in enumerate(depths):
         dim, res = embed_dim * 2**i, img_size // 4 // 2**i
         if i > 0:
+            features[f"P{i + 1}"] = x
             x = _conv(x, dim, 3, 2, 1, f"merge{i}-conv")
             x = PRepBN(**prepbn, name=f"merge{i}-norm")(x)
         kind = "linear" if attn_type[i] == "L" else "softmax"
@@ -157,14 +134,46 @@ def slab_cswin(
                 attn="",
             )
             block += 1
-    x = PRepBN(**prepbn, name="norm")(x)
-    if include_top:
+    features[f"P{stages + 1}"] = PRepBN(**prepbn, name="norm")(x)
+
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        x = _slab.dense(num_classes, "head")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return _slab.dense(num_classes, "head")(x)
+
+    return _base.Network(features, head)
+
+
+def _stages(img_size, embed_dim, depths, num_heads, split_sizes, la_split_sizes, attn_type):
+    """Validates the stage layout; returns the per-stage tuples."""
+    depths, num_heads = tuple(depths), tuple(num_heads)
+    split_sizes, la_split_sizes = tuple(split_sizes), tuple(la_split_sizes)
+    stages = len(depths)
+    if stages < 1 or any(not isinstance(d, int) or d < 1 for d in depths):
+        raise ValueError(f"depths must be a non-empty sequence of positive integers, got {depths!r}.")
+    for label, value in (("num_heads", num_heads), ("split_sizes", split_sizes), ("la_split_sizes", la_split_sizes)):
+        if len(value) != stages:
+            raise ValueError(f"{label} must have one entry per stage ({stages}), got {value!r}.")
+    if not isinstance(attn_type, str) or len(attn_type) != stages or set(attn_type) - {"L", "S"}:
+        raise ValueError(f"attn_type must be {stages} letters 'L' or 'S', got {attn_type!r}.")
+    if not isinstance(embed_dim, int) or embed_dim < 1:
+        raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}.")
+    total_stride = 4 * 2 ** (stages - 1)
+    if not isinstance(img_size, int) or img_size < total_stride or img_size % total_stride:
+        raise ValueError(
+            f"img_size must be a positive multiple of 4 * 2**(stages-1) = {total_stride}, got {img_size!r}."
+        )
+    return depths, num_heads, split_sizes, la_split_sizes
+
+
+def _input_size(img_size, embed_dim, depths, num_heads, split_sizes, la_split_sizes, attn_type, **_):
+    # validated before the input's size is checked
+    _stages(img_size, embed_dim, depths, num_heads, split_sizes, la_split_sizes, attn_type)
+    return img_size
+
+
+def _features(img_size, embed_dim, depths, num_heads, split_sizes, la_split_sizes, attn_type, **_):
+    depths, *_ = _stages(img_size, embed_dim, depths, num_heads, split_sizes, la_split_sizes, attn_type)
+    return _base.pyramid([embed_dim * 2**i for i in range(len(depths))], [4 * 2**i for i in range(len(depths))])
 
 
 def convert_slab_cswin(state_dict, model):
@@ -207,13 +216,23 @@ VARIANTS = (
         num_params=21_227_807,
         crop_pct=0.9,
         paper_top1=82.8,
+        builder_name="SLABCSwinTiny",
     ),
-    _base.Variant("slab_cswin_s", dict(depths=(2, 4, 32, 2), drop_path_rate=0.3), num_params=35_494_205, crop_pct=0.9),
+    _base.Variant(
+        "slab_cswin_s",
+        dict(depths=(2, 4, 32, 2), drop_path_rate=0.3),
+        num_params=35_494_205,
+        crop_pct=0.9,
+        builder_name="SLABCSwinSmall",
+    ),
 )
 
 ARCH = _base.Architecture(
     name="slab_cswin",
-    builder=slab_cswin,
+    network=slab_cswin,
+    features=_features,
+    input_size=_input_size,
+    min_size=lambda depths, **_: max(32, 4 * 2 ** (len(tuple(depths)) - 1)),
     convert=convert_slab_cswin,
     paper=_slab.PAPER,
     variants=VARIANTS,
@@ -240,5 +259,4 @@ ARCH = _base.Architecture(
     reparameterize=_slab.reparameterize,
 )
 
-SLABCSwinTiny = _base.variant_builder("SLABCSwinTiny", "slab_cswin_t")
-SLABCSwinSmall = _base.variant_builder("SLABCSwinSmall", "slab_cswin_s")
+slab_cswin = ARCH.builder

@@ -12,7 +12,7 @@ projections are stored here as one `qkv` Dense (their concatenation), so that th
 
 Layer names follow the official state dict with '-' for '.' (`block3-1-attn-proj` for `block3.1.attn.proj`).
 Input `(B, H, W, 3)`, H and W multiples of `patch_size * 8` (a remainder is cropped by the strided patch
-convolutions); features `(B, H/32, W/32, C4)`; logits `(B, num_classes)`.
+convolutions); features: each stage's token map, `(B, H/32, W/32, C4)` the last; logits `(B, num_classes)`.
 """
 
 import keras
@@ -26,6 +26,7 @@ from keras_hyper.models import _base, _slab
 
 
 def slab_pvt(
+    x,
     img_size=224,
     patch_size=4,
     embed_dims=(64, 128, 320, 512),
@@ -38,19 +39,10 @@ def slab_pvt(
     prepbn_warmup=0,
     prepbn_r0=1.0,
     drop_path_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="slab_pvt",
 ):
     """Builds a SLAB-PVT model (the official `PyramidVisionTransformer` of slab_pvt.py, `attn_type="LLLL"`,
-    `la_sr_ratios="1111"`).
+    `la_sr_ratios="1111"`); the public builder `keras_hyper.models.slab_pvt.slab_pvt` takes these arguments and
+    the keras.applications ones.
 
     Args:
         img_size: the input size the position tables and SLA's positional encodings are stored for
@@ -61,42 +53,19 @@ def slab_pvt(
         prepbn_steps, prepbn_warmup, prepbn_r0: PRepBN's schedule (official `LinearNorm` defaults: `step=300000`,
             `warm=0`, `r0=1`).
         drop_path_rate: stochastic depth, linear over the blocks (official 0 for T, 0.1 for S, 0.3 for M).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` is a local file here.
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per stage, each stage's last block: `"P<log2 stride>"` for strides `patch_size * 2**i` (P2..P5
+    for the official layout) with `embed_dims[i]` channels. Example:
+
+        model = slab_pvt(depths=(3, 4, 6, 3), drop_path_rate=0.1)      # SLAB-PVT-S
+        pyramid = slab_pvt(features_only=True)         # {"P2": (B, 56, 56, 64), ..., "P5": (B, 7, 7, 512)}
     """
-    embed_dims, num_heads, mlp_ratios, depths = (tuple(v) for v in (embed_dims, num_heads, mlp_ratios, depths))
-    stages = len(depths)
-    if stages < 1 or any(not isinstance(d, int) or d < 1 for d in depths):
-        raise ValueError(f"depths must be a non-empty sequence of positive integers, got {depths!r}.")
-    for label, value in (("embed_dims", embed_dims), ("num_heads", num_heads), ("mlp_ratios", mlp_ratios)):
-        if len(value) != stages:
-            raise ValueError(f"{label} must have one entry per stage ({stages}), got {value!r}.")
-    for i, (dim, heads) in enumerate(zip(embed_dims, num_heads)):
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"embed_dims[{i}] must be a positive integer, got {dim!r}.")
-        if not isinstance(heads, int) or heads < 1 or dim % heads:
-            raise ValueError(f"num_heads[{i}]={heads!r} must be a positive integer dividing embed_dims[{i}]={dim}.")
-    if any(r <= 0 for r in mlp_ratios):
-        raise ValueError(f"mlp_ratios must be positive, got {mlp_ratios!r}.")
-    if not isinstance(patch_size, int) or patch_size < 1:
-        raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
-    total_stride = patch_size * 2 ** (stages - 1)
-    if not isinstance(img_size, int) or img_size < total_stride or img_size % total_stride:
-        raise ValueError(
-            f"img_size must be a positive multiple of patch_size * 2**(stages-1) = {total_stride}, got {img_size!r}."
-        )
+    embed_dims, num_heads, mlp_ratios, depths = _stages(img_size, patch_size, embed_dims, num_heads, mlp_ratios, depths)
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
     prepbn = dict(total_steps=prepbn_steps, warmup=prepbn_warmup, r0=prepbn_r0, ln_epsilon=1e-6)
     PRepBN(**prepbn)  # validates the schedule before anything is built
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=max(32, total_stride))
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    block = 0
+    features, block = {}, 0
     for i, depth in enumerate(depths):
         stride = patch_size if i == 0 else 2
         grid = (img_size // patch_size // 2**i,) * 2
@@ -118,13 +87,49 @@ def slab_pvt(
                 drop_path=rates[block],
             )
             block += 1
-    if include_top:
+        features[f"P{(patch_size * 2**i).bit_length() - 1}"] = x
+
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        x = _slab.dense(num_classes, "head")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return _slab.dense(num_classes, "head")(x)
+
+    return _base.Network(features, head)
+
+
+def _stages(img_size, patch_size, embed_dims, num_heads, mlp_ratios, depths):
+    """Validates the stage layout; returns the per-stage tuples."""
+    embed_dims, num_heads, mlp_ratios, depths = (tuple(v) for v in (embed_dims, num_heads, mlp_ratios, depths))
+    stages = len(depths)
+    if stages < 1 or any(not isinstance(d, int) or d < 1 for d in depths):
+        raise ValueError(f"depths must be a non-empty sequence of positive integers, got {depths!r}.")
+    for label, value in (("embed_dims", embed_dims), ("num_heads", num_heads), ("mlp_ratios", mlp_ratios)):
+        if len(value) != stages:
+            raise ValueError(f"{label} must have one entry per stage ({stages}), got {value!r}.")
+    for i, (dim, heads) in enumerate(zip(embed_dims, num_heads)):
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"embed_dims[{i}] must be a positive integer, got {dim!r}.")
+        if not isinstance(heads, int) or heads < 1 or dim % heads:
+            raise ValueError(f"num_heads[{i}]={heads!r} must be a positive integer dividing embed_dims[{i}]={dim}.")
+    if any(r <= 0 for r in mlp_ratios):
+        raise ValueError(f"mlp_ratios must be positive, got {mlp_ratios!r}.")
+    if not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
+    total_stride = patch_size * 2 ** (stages - 1)
+    if not isinstance(img_size, int) or img_size < total_stride or img_size % total_stride:
+        raise ValueError(
+            f"img_size must be a positive multiple of patch_size * 2**(stages-1) = {total_stride}, got {img_size!r}."
+        )
+    return embed_dims, num_heads, mlp_ratios, depths
+
+
+def _input_size(img_size, patch_size, embed_dims, num_heads, mlp_ratios, depths, **_):
+    _stages(img_size, patch_size, embed_dims, num_heads, mlp_ratios, depths)  # before the input's size is checked
+    return img_size
+
+
+def _features(img_size, patch_size, embed_dims, num_heads, mlp_ratios, depths, **_):
+    embed_dims, *_ = _stages(img_size, patch_size, embed_dims, num_heads, mlp_ratios, depths)
+    return _base.pyramid(embed_dims, [patch_size * 2**i for i in range(len(embed_dims))])
 
 
 def _qkv(m, layer, key):
@@ -178,15 +183,32 @@ def convert_slab_pvt(state_dict, model):
 reparameterize = _slab.reparameterize
 
 VARIANTS = (
-    _base.Variant("slab_pvt_t", dict(depths=(2, 2, 2, 2)), num_params=12_157_692, paper_top1=76.5),
-    _base.Variant("slab_pvt_s", dict(depths=(3, 4, 6, 3), drop_path_rate=0.1), num_params=21_683_788),
-    _base.Variant("slab_pvt_m", dict(depths=(3, 4, 18, 3), drop_path_rate=0.3), num_params=37_267_300),
-    _base.Variant("slab_pvt_l", dict(depths=(3, 8, 27, 3), drop_path_rate=0.1), num_params=50_684_478),
+    _base.Variant(
+        "slab_pvt_t", dict(depths=(2, 2, 2, 2)), num_params=12_157_692, paper_top1=76.5, builder_name="SLABPVTTiny"
+    ),
+    _base.Variant(
+        "slab_pvt_s", dict(depths=(3, 4, 6, 3), drop_path_rate=0.1), num_params=21_683_788, builder_name="SLABPVTSmall"
+    ),
+    _base.Variant(
+        "slab_pvt_m",
+        dict(depths=(3, 4, 18, 3), drop_path_rate=0.3),
+        num_params=37_267_300,
+        builder_name="SLABPVTMedium",
+    ),
+    _base.Variant(
+        "slab_pvt_l",
+        dict(depths=(3, 8, 27, 3), drop_path_rate=0.1),
+        num_params=50_684_478,
+        builder_name="SLABPVTLarge",
+    ),
 )
 
 ARCH = _base.Architecture(
     name="slab_pvt",
-    builder=slab_pvt,
+    network=slab_pvt,
+    features=_features,
+    input_size=_input_size,
+    min_size=lambda patch_size, depths, **_: max(32, patch_size * 2 ** (len(tuple(depths)) - 1)),
     convert=convert_slab_pvt,
     paper=_slab.PAPER,
     variants=VARIANTS,
@@ -209,7 +231,4 @@ ARCH = _base.Architecture(
     reparameterize=_slab.reparameterize,
 )
 
-SLABPVTTiny = _base.variant_builder("SLABPVTTiny", "slab_pvt_t")
-SLABPVTSmall = _base.variant_builder("SLABPVTSmall", "slab_pvt_s")
-SLABPVTMedium = _base.variant_builder("SLABPVTMedium", "slab_pvt_m")
-SLABPVTLarge = _base.variant_builder("SLABPVTLarge", "slab_pvt_l")
+slab_pvt = ARCH.builder
