@@ -12,7 +12,8 @@ Block (`convfirst_block`): `x + Dense(act(Dense(BN(GroupedConv(x)))))`, the grou
 stages separated by BN + 2x2 stride-2 convolutions, global average pooling, BN and a Linear classifier. Layer
 names follow the same torch-style paths as the other architectures (`stages-2-blocks-1-conv`).
 
-Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, dims[-1])`; logits `(B, num_classes)`.
+Input `(B, H, W, 3)` with H, W >= 32; stage features `P2`..`P5` (strides 4..32, `dims` channels), the last
+`(B, H/32, W/32, dims[-1])`; logits `(B, num_classes)`.
 """
 
 import keras
@@ -66,6 +67,7 @@ def convfirst_block(x, prefix, *, kernel_size=3, group_width=8, mlp_ratio=4, act
 
 
 def convfirst(
+    x,
     depths=(3, 3, 9, 3),
     dims=(96, 192, 384, 768),
     kernel_size=3,
@@ -74,18 +76,9 @@ def convfirst(
     activation="gelu",
     drop_path_rate=0.0,
     drop_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="convfirst",
 ):
-    """Builds a ConvFirst network.
+    """Builds a ConvFirst network (Lavin, "On the Efficiency of Convolutional Neural Networks", arXiv:2404.03617;
+    no official code: see zoo/convfirst.md for what comes from the paper).
 
     Args:
         depths: blocks per stage.
@@ -96,28 +89,16 @@ def convfirst(
         activation: the MLP's activation.
         drop_path_rate: stochastic depth rate of the last block, rising linearly from 0 over all blocks.
         drop_rate: dropout before the classifier.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` is a local file.
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per stage, `P2`..`P5` for four stages (strides 4, 8, 16, 32; `dims` channels). Example:
+
+        model = convfirst(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512), num_classes=10)
+        pyramid = convfirst(features_only=True)            # {"P2": (B, H/4, W/4, 96), ..., "P5": ...}
     """
-    depths, dims = tuple(depths), tuple(dims)
-    if len(depths) != len(dims) or not depths:
-        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
-    if not isinstance(group_width, int) or group_width < 1 or any(d % group_width for d in dims):
-        raise ValueError(
-            f"group_width must be a positive integer dividing every entry of dims={dims}, got {group_width!r}."
-        )
-    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(depths) + 1))
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
+    depths, dims = _validate(depths, dims, kernel_size, group_width)
     x = Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="stem-0")(x)
     x = _batch_norm("stem-1")(x)
+    features = {}
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
@@ -135,16 +116,34 @@ def convfirst(
                 drop_path=rates[block],
             )
             block += 1
-    if include_top:
+        features[f"P{i + 2}"] = x
+
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="head-global_pool")(x)
         x = _batch_norm("head-norm")(x)
         if drop_rate:
             x = keras.layers.Dropout(drop_rate, name="head-drop")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=_init(), name="head-fc")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return keras.layers.Dense(num_classes, kernel_initializer=_init(), name="head-fc")(x)
+
+    return _base.Network(features, head)
+
+
+def _validate(depths, dims, kernel_size, group_width, **_):
+    depths, dims = tuple(depths), tuple(dims)
+    if len(depths) != len(dims) or not depths:
+        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
+    if not isinstance(group_width, int) or group_width < 1 or any(d % group_width for d in dims):
+        raise ValueError(
+            f"group_width must be a positive integer dividing every entry of dims={dims}, got {group_width!r}."
+        )
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}.")
+    return depths, dims
+
+
+def _features(**kwargs):
+    _, dims = _validate(**kwargs)
+    return _base.pyramid(dims, [2 ** (i + 2) for i in range(len(dims))])
 
 
 def convert_convfirst(state_dict, model):
@@ -170,13 +169,25 @@ _PAPER = _base.Paper("On the Efficiency of Convolutional Neural Networks", "2404
 
 # Not official configurations (the paper publishes none as code): counts computed from this builder.
 VARIANTS = (
-    _base.Variant("convfirst_tiny", dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)), num_params=28_728_232),
-    _base.Variant("convfirst_small", dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768)), num_params=50_507_944),
+    _base.Variant(
+        "convfirst_tiny",
+        dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)),
+        num_params=28_728_232,
+        builder_name="ConvFirstTiny",
+    ),
+    _base.Variant(
+        "convfirst_small",
+        dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768)),
+        num_params=50_507_944,
+        builder_name="ConvFirstSmall",
+    ),
 )
 
 ARCH = _base.Architecture(
     name="convfirst",
-    builder=convfirst,
+    network=convfirst,
+    features=_features,
+    min_size=lambda **kwargs: 2 ** (len(_validate(**kwargs)[0]) + 1),
     convert=convert_convfirst,
     paper=_PAPER,
     variants=VARIANTS,
@@ -188,5 +199,4 @@ ARCH = _base.Architecture(
     reparameterize=reparameterize,
 )
 
-ConvFirstTiny = _base.variant_builder("ConvFirstTiny", "convfirst_tiny")
-ConvFirstSmall = _base.variant_builder("ConvFirstSmall", "convfirst_small")
+convfirst = ARCH.builder

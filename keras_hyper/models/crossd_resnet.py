@@ -10,7 +10,8 @@ is a `CrossDConv2D` (its own rotation head and 3-D kernel), as the official repl
 `transfer_2d_weights` lifts into a Cross-D one.
 
 Layer names follow the torchvision state dict with '-' for '.' (`layer2-0-downsample-0`), so the converter is a
-direct map. Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, 512)`; logits `(B, num_classes)`.
+direct map. Input `(B, H, W, 3)` with H, W >= 32; stage features `P2`..`P5` (strides 4..32, `widths` channels),
+the last `(B, H/32, W/32, 512)`; logits `(B, num_classes)`.
 """
 
 import math
@@ -53,23 +54,9 @@ def _basic_block(x, prefix, filters, stride, cross_d):
     return keras.layers.ReLU(name=f"{prefix}-relu2")(y)
 
 
-def crossd_resnet(
-    depths=(2, 2, 2, 2),
-    widths=(64, 128, 256, 512),
-    stem_width=64,
-    cross_d=True,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="crossd_resnet",
-):
-    """Builds a Cross-D ResNet (ResNet-18 by default).
+def crossd_resnet(x, depths=(2, 2, 2, 2), widths=(64, 128, 256, 512), stem_width=64, cross_d=True):
+    """Builds a Cross-D ResNet (Yavuz, Yang, "Cross-D Conv: Cross-Dimensional Transferable Knowledge Base via
+    Fourier Shifting Operation", arXiv:2411.02441; the official `create_model.py`), ResNet-18 by default.
 
     Args:
         depths: BasicBlocks per stage (ResNet-18: (2, 2, 2, 2)).
@@ -77,12 +64,34 @@ def crossd_resnet(
         stem_width: channels of the 7x7 stem.
         cross_d: True: every convolution is a `CrossDConv2D` (the official model); False: plain Conv2D, the
             torchvision ResNet with the same layer names.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` is a local file.
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per stage, `P2`..`P5` for four stages (strides 4, 8, 16, 32; `widths` channels). Example:
+
+        model = crossd_resnet(num_classes=165)              # the official RadImageNet head
+        pyramid = crossd_resnet(features_only=True)         # {"P2": (B, H/4, W/4, 64), ..., "P5": (..., 512)}
     """
+    depths, widths = _validate(depths, widths, stem_width, cross_d)
+    x = _conv(x, "conv1", stem_width, 7, 2, 3, cross_d)
+    x = keras.layers.ReLU(name="relu")(_bn(x, "bn1"))
+    x = keras.layers.ZeroPadding2D(1, name="maxpool-pad")(x)  # zeros are safe: the input is post-ReLU
+    x = keras.layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
+    features = {}
+    for stage, (depth, width) in enumerate(zip(depths, widths)):
+        for index in range(depth):
+            stride = 2 if stage and not index else 1
+            x = _basic_block(x, f"layer{stage + 1}-{index}", width, stride, cross_d)
+        features[f"P{stage + 2}"] = x
+
+    def head(x, num_classes):
+        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
+        bound = 1.0 / math.sqrt(widths[-1])  # nn.Linear's default init
+        uniform = keras.initializers.RandomUniform(-bound, bound)
+        return keras.layers.Dense(num_classes, kernel_initializer=uniform, bias_initializer=uniform, name="fc")(x)
+
+    return _base.Network(features, head)
+
+
+def _validate(depths, widths, stem_width, cross_d, **_):
     depths, widths = tuple(depths), tuple(widths)
     if not depths or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in depths):
         raise ValueError(f"depths must be a non-empty sequence of positive integers, got {depths}.")
@@ -93,29 +102,12 @@ def crossd_resnet(
         )
     if not isinstance(cross_d, bool):
         raise ValueError(f"cross_d must be True or False, got {cross_d!r}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+    return depths, widths
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=32)
-    if include_preprocessing:
-        x = _base.preprocessing(x, _base.IMAGENET_MEAN, _base.IMAGENET_STD)
-    x = _conv(x, "conv1", stem_width, 7, 2, 3, cross_d)
-    x = keras.layers.ReLU(name="relu")(_bn(x, "bn1"))
-    x = keras.layers.ZeroPadding2D(1, name="maxpool-pad")(x)  # zeros are safe: the input is post-ReLU
-    x = keras.layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
-    for stage, (depth, width) in enumerate(zip(depths, widths)):
-        for index in range(depth):
-            stride = 2 if stage and not index else 1
-            x = _basic_block(x, f"layer{stage + 1}-{index}", width, stride, cross_d)
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
-        bound = 1.0 / math.sqrt(widths[-1])  # nn.Linear's default init
-        uniform = keras.initializers.RandomUniform(-bound, bound)
-        x = keras.layers.Dense(num_classes, kernel_initializer=uniform, bias_initializer=uniform, name="fc")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+def _features(**kwargs):
+    _, widths = _validate(**kwargs)
+    return _base.pyramid(widths, [2 ** (i + 2) for i in range(len(widths))])
 
 
 def convert_crossd_resnet(state_dict, model):
@@ -180,14 +172,20 @@ _PAPER = _base.Paper(
 )
 
 VARIANTS = (
-    _base.Variant("crossd_resnet18", dict(), num_params=33_780_712),
+    _base.Variant("crossd_resnet18", dict(), num_params=33_780_712, builder_name="CrossDResNet18"),
     # the official training default: RadImageNet's 165 classes (create_model.py --num-classes)
-    _base.Variant("crossd_resnet18_radimagenet", dict(num_classes=165), num_params=33_352_357),
+    _base.Variant(
+        "crossd_resnet18_radimagenet",
+        dict(num_classes=165),
+        num_params=33_352_357,
+        builder_name="CrossDResNet18Radimagenet",
+    ),
 )
 
 ARCH = _base.Architecture(
     name="crossd_resnet",
-    builder=crossd_resnet,
+    network=crossd_resnet,
+    features=_features,
     convert=convert_crossd_resnet,
     paper=_PAPER,
     variants=VARIANTS,
@@ -195,14 +193,23 @@ ARCH = _base.Architecture(
     source="https://github.com/convergedmachine/Cross-D-Conv",
     classifier="fc",
     classifier_key="fc.weight",
-    # One stage without projection: a 1x1 Cross-D conv has one DFT frequency (0), so its phase shift is 1 and its
-    # rotation head gets no gradient (dead parameters, as in the official model, which counts them), which the
-    # harness' "every variable trains" check would flag. The 7x7 stem and the 3x3 convs are here; the 1x1
-    # projections are tested in tests/models/test_crossd_resnet.py.
-    tiny=dict(depths=(1,), widths=(8,), stem_width=8, num_classes=10),
+    # Two stages, so that the backbone has a pyramid and the stride-2 stage its 1x1 Cross-D projection.
+    tiny=dict(depths=(1, 1), widths=(8, 16), stem_width=8, num_classes=10),
+    # A 1x1 Cross-D conv has one DFT frequency (0), so its phase shift is 1 whatever the rotation: its rotation
+    # head never gets a gradient (dead parameters, as in the official model, which counts them).
+    zero_grad_at_init=tuple(
+        f"layer2-0-downsample-0/{name}"
+        for name in (
+            "rotation_conv1/kernel",
+            "rotation_conv1/bias",
+            "rotation_norm/gamma",
+            "rotation_norm/beta",
+            "rotation_conv2/kernel",
+            "rotation_conv2/bias",
+        )
+    ),
     min_input_size=32,
     interpolation="bilinear",
 )
 
-CrossDResNet18 = _base.variant_builder("CrossDResNet18", "crossd_resnet18")
-CrossDResNet18Radimagenet = _base.variant_builder("CrossDResNet18Radimagenet", "crossd_resnet18_radimagenet")
+crossd_resnet = ARCH.builder

@@ -1,17 +1,25 @@
 """DenseNet (Huang, Liu, van der Maaten, Weinberger, "Densely Connected Convolutional Networks", CVPR 2017,
-arXiv:1608.06993), the topology that KimiaNet (paper 37 in PAPERS.md) retrains for histopathology.
+arXiv:1608.06993) and KimiaNet (Riasatian et al., "Fine-Tuning and Training of DenseNet for Histopathology Image
+Representation Using TCGA Diagnostic Slides", Medical Image Analysis 2021, arXiv:2101.07903; paper 37 in
+PAPERS.md), which retrains DenseNet-121 for histopathology: one trunk, two heads, two registered architectures
+(`ARCH`, `KIMIANET_ARCH`).
 
 A 7x7 stride-2 stem with a 3x3 stride-2 max pool, then dense blocks separated by transitions. Each dense layer
 is `concat(x, conv3x3(ReLU(BN(conv1x1(ReLU(BN(x)))))))` adding `growth_rate` channels; a transition is
 BN, ReLU, a 1x1 convolution that keeps `compression` of the channels and a 2x2 average pool. The trunk ends
-with BN (`features-norm5`), then ReLU, global average pooling and the classifier.
+with BN (`features-norm5`). DenseNet follows it with ReLU, global average pooling and the classifier;
+KimiaNet's representation is the global average of `features-norm5`'s output *before* that ReLU (the official
+Keras sample pools `DenseNet121(...).layers[-3]`, `bn`; the official PyTorch sample pools torchvision's
+`features`, which ends with `norm5`), and its head is one Linear layer on it (`fc_4`, 30 TCGA classes).
 
 Layer names follow the torchvision/timm state dict with '-' for '.' (`features-denseblock2-denselayer3-conv1`),
 so that `convert_densenet` is a direct map; `convert_keras_densenet` reads the keras.applications layout
-(`conv3_block3_1_conv`), from a model or a Keras h5 weights file.
+(`conv3_block3_1_conv`), from a model or a Keras h5 weights file. `convert_kimianet` reads KimiaNet's official
+PyTorch checkpoint (`module.model.0.<torchvision features key>`, `module.fc_4.*`); `load_keras_weights` its
+official Keras h5 file (keras.applications names, no head).
 
-Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, C)` with C = 1024 / 1664 / 1920 for
-DenseNet-121 / 169 / 201; logits `(B, num_classes)`.
+Input `(B, H, W, 3)` with H, W >= 32 (1000 in KimiaNet's official use); features `P2`..`P5` (strides 4..32), the
+last `(B, H/32, W/32, C)` with C = 1024 / 1664 / 1920 for DenseNet-121 / 169 / 201; logits `(B, num_classes)`.
 """
 
 import re
@@ -48,11 +56,21 @@ def _dense_layer(x, prefix, *, growth_rate, bn_size, epsilon, drop_rate):
     return keras.layers.Concatenate(name=f"{prefix}-concat")([x, y])
 
 
-def features(x, blocks, *, growth_rate, num_init_features, bn_size, compression, bn_epsilon, drop_rate):
-    """The DenseNet trunk from the stem to `features-norm5` (BatchNormalization, before the final ReLU).
+def _block_channels(blocks, growth_rate, num_init_features, compression):
+    """The channels of each dense block's output (what its transition, if any, then compresses)."""
+    channels, out = num_init_features, []
+    for depth in blocks:
+        channels += depth * growth_rate
+        out.append(channels)
+        channels = int(channels * compression)
+    return out
 
-    Shared with KimiaNet, whose representation pools this pre-activation output. Returns `(B, H/32, W/32, C)`.
-    """
+
+def _trunk(x, blocks, growth_rate, num_init_features, bn_size, compression, bn_epsilon, drop_rate):
+    """The DenseNet trunk, shared by DenseNet and KimiaNet: `{"P<i + 2>": output of dense block i}`, the last
+    block's through `features-norm5` (BatchNormalization, before DenseNet's final ReLU, which KimiaNet leaves out).
+    Validates the configuration."""
+    blocks = _validate(blocks, growth_rate, num_init_features, bn_size, compression, drop_rate)
     # explicit zero padding: 'same' pads asymmetrically at stride 2, the reference pads 3 (and 1) on every side
     x = keras.layers.ZeroPadding2D(3, name="features-pad0")(x)
     x = Conv2D(num_init_features, 7, strides=2, use_bias=False, kernel_initializer="he_normal", name="features-conv0")(
@@ -63,8 +81,9 @@ def features(x, blocks, *, growth_rate, num_init_features, bn_size, compression,
     # zeros pad like -inf here: the input is a ReLU output, >= 0
     x = keras.layers.ZeroPadding2D(1, name="features-pad1")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="features-pool0")(x)
-    channels = num_init_features
-    for i, depth in enumerate(blocks):
+    widths = _block_channels(blocks, growth_rate, num_init_features, compression)
+    features = {}
+    for i, (depth, width) in enumerate(zip(blocks, widths)):
         for j in range(depth):
             x = _dense_layer(
                 x,
@@ -74,18 +93,20 @@ def features(x, blocks, *, growth_rate, num_init_features, bn_size, compression,
                 epsilon=bn_epsilon,
                 drop_rate=drop_rate,
             )
-        channels += depth * growth_rate
-        if i < len(blocks) - 1:
-            channels = int(channels * compression)
-            prefix = f"features-transition{i + 1}"
-            x = _batch_norm(f"{prefix}-norm", bn_epsilon)(x)
-            x = keras.layers.ReLU(name=f"{prefix}-relu")(x)
-            x = _pointwise(channels, f"{prefix}-conv")(x)
-            x = keras.layers.AveragePooling2D(2, strides=2, name=f"{prefix}-pool")(x)
-    return _batch_norm("features-norm5", bn_epsilon)(x)
+        if i == len(blocks) - 1:
+            features[f"P{i + 2}"] = _batch_norm("features-norm5", bn_epsilon)(x)
+            break
+        # timm's stage features: the dense block's output, before its transition
+        features[f"P{i + 2}"] = x
+        prefix = f"features-transition{i + 1}"
+        x = _batch_norm(f"{prefix}-norm", bn_epsilon)(x)
+        x = keras.layers.ReLU(name=f"{prefix}-relu")(x)
+        x = _pointwise(int(width * compression), f"{prefix}-conv")(x)
+        x = keras.layers.AveragePooling2D(2, strides=2, name=f"{prefix}-pool")(x)
+    return features
 
 
-def validate(blocks, growth_rate, num_init_features, bn_size, compression, drop_rate):
+def _validate(blocks, growth_rate, num_init_features, bn_size, compression, drop_rate, **_):
     """Checks the DenseNet configuration arguments; returns `blocks` as a tuple."""
     blocks = tuple(blocks)
     if not blocks or any(not isinstance(b, int) or b < 1 for b in blocks):
@@ -100,7 +121,28 @@ def validate(blocks, growth_rate, num_init_features, bn_size, compression, drop_
     return blocks
 
 
+def _features(**kwargs):
+    blocks = _validate(**kwargs)
+    channels = _block_channels(blocks, kwargs["growth_rate"], kwargs["num_init_features"], kwargs["compression"])
+    return _base.pyramid(channels, [2 ** (i + 2) for i in range(len(blocks))])
+
+
+def _min_size(**kwargs):
+    return 2 ** (len(_validate(**kwargs)) + 1)
+
+
+def _head(classifier):
+    """The head shared by DenseNet and KimiaNet: global average pooling, then one Linear layer `classifier`."""
+
+    def head(x, num_classes):
+        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+        return keras.layers.Dense(num_classes, name=classifier)(x)
+
+    return head
+
+
 def densenet(
+    x,
     blocks=(6, 12, 24, 16),
     growth_rate=32,
     num_init_features=64,
@@ -108,18 +150,8 @@ def densenet(
     compression=0.5,
     bn_epsilon=1e-5,
     drop_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="densenet",
 ):
-    """Builds a DenseNet model.
+    """Builds a DenseNet (Huang et al., "Densely Connected Convolutional Networks", CVPR 2017, arXiv:1608.06993).
 
     Args:
         blocks: dense layers per dense block ((6, 12, 24, 16) is DenseNet-121).
@@ -129,36 +161,54 @@ def densenet(
         compression: fraction of the channels a transition keeps.
         bn_epsilon: BatchNormalization epsilon (1e-5 in torchvision/timm, 1.001e-5 in keras.applications).
         drop_rate: dropout after each dense layer's 3x3 convolution (torchvision's `drop_rate`).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
-            `keras_hyper.applications.load` or the variant builders for registered tags).
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per dense block, `P2`..`P5` for four blocks (strides 4, 8, ..., `2 ** (len(blocks) + 1)`), as
+    timm's: a block's output before its transition (256, 512, 1024 channels in DenseNet-121), the last through
+    `features-norm5` and the final ReLU (1024). Example:
+
+        model = densenet(blocks=(6, 12, 24, 16), num_classes=10)
+        pyramid = densenet(features_only=True)            # {"P2": (B, H/4, W/4, 256), ..., "P5": (..., 1024)}
     """
-    blocks = validate(blocks, growth_rate, num_init_features, bn_size, compression, drop_rate)
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=2 ** (len(blocks) + 1))
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = features(
-        x,
-        blocks,
-        growth_rate=growth_rate,
-        num_init_features=num_init_features,
-        bn_size=bn_size,
-        compression=compression,
-        bn_epsilon=bn_epsilon,
-        drop_rate=drop_rate,
-    )
-    x = keras.layers.ReLU(name="features-relu5")(x)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-        x = keras.layers.Dense(num_classes, name="classifier")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+    features = _trunk(x, blocks, growth_rate, num_init_features, bn_size, compression, bn_epsilon, drop_rate)
+    last = list(features)[-1]
+    features[last] = keras.layers.ReLU(name="features-relu5")(features[last])
+    return _base.Network(features, _head("classifier"))
+
+
+# The DenseNet-121 topology that KimiaNet retrains.
+DENSENET121 = dict(blocks=(6, 12, 24, 16), growth_rate=32, num_init_features=64, bn_size=4, compression=0.5)
+
+
+def kimianet(
+    x,
+    blocks=DENSENET121["blocks"],
+    growth_rate=32,
+    num_init_features=64,
+    bn_size=4,
+    compression=0.5,
+    bn_epsilon=1e-5,
+    drop_rate=0.0,
+):
+    """Builds KimiaNet (Riasatian et al., "Fine-Tuning and Training of DenseNet for Histopathology Image
+    Representation Using TCGA Diagnostic Slides", Medical Image Analysis 2021, arXiv:2101.07903): the DenseNet
+    trunk and KimiaNet's head (average pool of the pre-ReLU `features-norm5`, Linear `fc_4`). The official model
+    has 30 classes (TCGA primary diagnoses) and takes 1000x1000 patches, the defaults here;
+    `include_top=False, pooling="avg"` is KimiaNet's feature extractor.
+
+    Args:
+        blocks, growth_rate, num_init_features, bn_size, compression, drop_rate: the DenseNet configuration
+            (DenseNet-121 by default, as in KimiaNet; others only for tests and experiments).
+        bn_epsilon: BatchNormalization epsilon: 1e-5 for the official PyTorch weights (torchvision), 1.001e-5 for
+            the official Keras weights (keras.applications).
+
+    Features: as `densenet`'s (`P2`..`P5`, strides 4..32), except that the last one is `features-norm5`'s
+    output without the final ReLU: the tensor KimiaNet pools. Example:
+
+        model = kimianet()                                        # 30 classes, 1000x1000 input
+        extractor = kimianet(include_top=False, pooling="avg")   # (B, 1024) KimiaNet features
+    """
+    features = _trunk(x, blocks, growth_rate, num_init_features, bn_size, compression, bn_epsilon, drop_rate)
+    return _base.Network(features, _head("fc_4"))
 
 
 def convert_densenet(state_dict, model):
@@ -260,6 +310,33 @@ def read_keras_h5(path):
     return weights
 
 
+def _official_key(key):
+    """`module.model.0.denseblock1...` (KimiaNet's official checkpoint: nn.DataParallel around a module whose
+    `model` is `Sequential(torchvision features, AdaptiveAvgPool2d)`) -> `features.denseblock1...`."""
+    if key.startswith("module."):
+        key = key[len("module.") :]
+    if key.startswith("model.0."):
+        return "features." + key[len("model.0.") :]
+    return key
+
+
+def convert_kimianet(state_dict, model):
+    """Fills `model` (built with `include_top=True`) from KimiaNet's official PyTorch checkpoint
+    (`KimiaNetPyTorchWeights.pth`) or a torchvision-layout state dict with an `fc_4` head.
+
+    Strict as `convert_densenet`: every tensor used (but BatchNorm's `num_batches_tracked` counters), every
+    variable assigned, shapes checked.
+    """
+    convert_densenet({_official_key(k): v for k, v in state_dict.items()}, model)
+
+
+def load_keras_weights(model, path):
+    """Loads KimiaNet's official Keras weights file (`KimiaNetKerasWeights.h5`, keras.applications DenseNet121
+    names, no classification head) into a model built with `include_top=False` (and `bn_epsilon=1.001e-5`, the
+    keras.applications value it was trained with)."""
+    convert_keras_densenet(path, model, classifier="fc_4")
+
+
 # DenseNet itself is not in PAPERS.md; it is registered for paper 37 (KimiaNet), which retrains this topology.
 _PAPER = _base.Paper("Densely Connected Convolutional Networks", "1608.06993", 37)
 
@@ -270,6 +347,7 @@ VARIANTS = (
         num_params=7_978_856,
         paper_top1=74.434,
         timm_name="densenet121",
+        builder_name="DenseNet121",
     ),
     _base.Variant(
         "densenet169",
@@ -277,6 +355,7 @@ VARIANTS = (
         num_params=14_149_480,
         paper_top1=75.600,
         timm_name="densenet169",
+        builder_name="DenseNet169",
     ),
     _base.Variant(
         "densenet201",
@@ -284,12 +363,15 @@ VARIANTS = (
         num_params=20_013_928,
         paper_top1=76.896,
         timm_name="densenet201",
+        builder_name="DenseNet201",
     ),
 )
 
 ARCH = _base.Architecture(
     name="densenet",
-    builder=densenet,
+    network=densenet,
+    features=_features,
+    min_size=_min_size,
     convert=convert_densenet,
     paper=_PAPER,
     variants=VARIANTS,
@@ -301,6 +383,41 @@ ARCH = _base.Architecture(
     interpolation="bilinear",
 )
 
-DenseNet121 = _base.variant_builder("DenseNet121", "densenet121")
-DenseNet169 = _base.variant_builder("DenseNet169", "densenet169")
-DenseNet201 = _base.variant_builder("DenseNet201", "densenet201")
+_KIMIANET_PAPER = _base.Paper(
+    "Fine-Tuning and Training of DenseNet for Histopathology Image Representation Using TCGA Diagnostic Slides",
+    "2101.07903",
+    37,
+)
+
+KIMIANET_ARCH = _base.Architecture(
+    name="kimianet",
+    network=kimianet,
+    features=_features,
+    input_size=1000,
+    min_size=_min_size,
+    num_classes=30,
+    convert=convert_kimianet,
+    paper=_KIMIANET_PAPER,
+    variants=(
+        # torchvision densenet121().features plus Linear(1024, 30): the official PyTorch model's trainable count
+        _base.Variant(
+            "kimianet",
+            dict(DENSENET121),
+            num_params=6_984_606,
+            input_size=1000,
+            crop_pct=1.0,
+            builder_name="KimiaNet",
+        ),
+    ),
+    license="KIMIA Lab End User Agreement (non-commercial research use only; no redistribution)",
+    source="https://github.com/KimiaLabMayo/KimiaNet",
+    classifier="fc_4",
+    classifier_key="fc_4.weight",  # checkpoint reading strips DataParallel's "module."
+    tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10),
+    interpolation="bilinear",
+)
+
+ARCHITECTURES = (ARCH, KIMIANET_ARCH)
+
+densenet = ARCH.builder
+kimianet = KIMIANET_ARCH.builder

@@ -10,7 +10,8 @@ dropout and a linear classifier. `BalancedAttention` mixes coordinate attention 
 learnt weight `sigmoid(alpha)` per block. Layer names follow the official state dict with '-' for '.'
 (`stage2-0-attention`, `stage2-0-shortcut-0`), so that the converter is a direct map.
 
-Input `(B, H, W, 3)` with H, W >= 8; features `(B, H/8, W/8, widths[-1])`; logits `(B, num_classes)`.
+Input `(B, H, W, 3)` with H, W >= 8; stage features `P0`..`P3` (strides 1..8, `widths` channels), the last
+`(B, H/8, W/8, widths[-1])`; logits `(B, num_classes)`.
 """
 
 import keras
@@ -67,6 +68,7 @@ def _block(x, prefix, *, filters, strides, drop_prob, block_size, coord_reductio
 
 
 def eurosat_balanced(
+    x,
     widths=(64, 128, 256, 512),
     depths=(3, 3, 3, 2),
     drop_probs=(0.05, 0.1, 0.15, 0.2),
@@ -74,18 +76,10 @@ def eurosat_balanced(
     coord_reduction=8,
     se_reduction=16,
     drop_rate=0.5,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=10,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="eurosat_balanced",
 ):
-    """Builds a balanced multi-task attention CNN.
+    """Builds a balanced multi-task attention CNN (Vir, "Balanced Multi-Task Attention for Satellite Image
+    Classification", arXiv:2510.15527; the official `Balanced12LayerCNN`), by default for EuroSAT RGB: 64x64x3
+    input, 10 classes. `from_official` maps the official constructor's arguments to these.
 
     Args:
         widths: channels per stage (the stem has `widths[0]`); each must be >= `se_reduction` and
@@ -95,14 +89,43 @@ def eurosat_balanced(
         block_size: DropBlock square size (odd).
         coord_reduction, se_reduction: channel reductions of the coordinate attention and the SE branch.
         drop_rate: dropout before the classifier (the official 0.5).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications` (default input 64x64x3 and 10 classes, as
-            EuroSAT RGB); `weights` here is a local file (use `keras_hyper.applications.load` or
-            `EuroSATBalanced12` for registered names).
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per stage, `P0`..`P3` for four stages (strides 1, 2, 4, 8: the stem and the first stage keep
+    the input's resolution; `widths` channels). Example:
+
+        model = eurosat_balanced(num_classes=10)            # default input 64x64x3
+        pyramid = eurosat_balanced(features_only=True)      # {"P0": (B, 64, 64, 64), ..., "P3": (B, 8, 8, 512)}
     """
+    widths, depths, drop_probs = _validate(widths, depths, drop_probs, coord_reduction, se_reduction, drop_rate)
+    x = Conv2D(widths[0], 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name="stem-0")(x)
+    x = _batch_norm("stem-1")(x)
+    x = keras.layers.ReLU(name="stem-2")(x)
+    features = {}
+    for i, (width, depth, drop_prob) in enumerate(zip(widths, depths, drop_probs)):
+        for j in range(depth):
+            x = _block(
+                x,
+                f"stage{i + 1}-{j}",
+                filters=width,
+                strides=2 if i > 0 and j == 0 else 1,
+                drop_prob=float(drop_prob),
+                block_size=block_size,
+                coord_reduction=coord_reduction,
+                se_reduction=se_reduction,
+            )
+        features[f"P{i}"] = x
+
+    def head(x, num_classes):
+        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
+        if drop_rate:
+            x = keras.layers.Dropout(drop_rate, name="dropout")(x)
+        init = keras.initializers.RandomNormal(stddev=0.01)
+        return keras.layers.Dense(num_classes, kernel_initializer=init, name="fc")(x)
+
+    return _base.Network(features, head)
+
+
+def _validate(widths, depths, drop_probs, coord_reduction, se_reduction, drop_rate, **_):
     widths, depths, drop_probs = tuple(widths), tuple(depths), tuple(drop_probs)
     if not widths or len(depths) != len(widths) or len(drop_probs) != len(widths):
         raise ValueError(
@@ -120,38 +143,31 @@ def eurosat_balanced(
         raise ValueError(f"drop_probs must be in [0, 1), got {drop_probs}.")
     if not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+    return widths, depths, drop_probs
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=64, min_size=2 ** (len(widths) - 1))
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = Conv2D(widths[0], 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name="stem-0")(x)
-    x = _batch_norm("stem-1")(x)
-    x = keras.layers.ReLU(name="stem-2")(x)
-    for i, (width, depth, drop_prob) in enumerate(zip(widths, depths, drop_probs)):
-        for j in range(depth):
-            x = _block(
-                x,
-                f"stage{i + 1}-{j}",
-                filters=width,
-                strides=2 if i > 0 and j == 0 else 1,
-                drop_prob=float(drop_prob),
-                block_size=block_size,
-                coord_reduction=coord_reduction,
-                se_reduction=se_reduction,
-            )
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
-        if drop_rate:
-            x = keras.layers.Dropout(drop_rate, name="dropout")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="fc")(
-            x
+def _features(**kwargs):
+    widths, _, _ = _validate(**kwargs)
+    return _base.pyramid(widths, [2**i for i in range(len(widths))])
+
+
+# The official constructor's arguments (the fixture's re-stated `__init__` adds widths/depths/drops) -> ours.
+_OFFICIAL = {"num_classes": "num_classes", "widths": "widths", "depths": "depths", "drops": "drop_probs"}
+
+
+def from_official(kwargs):
+    """Builder kwargs of the official `Balanced12LayerCNN(num_classes=10)`, or of the reference fixture's
+    re-statement of it with `widths`, `depths` and `drops` (per-stage DropBlock rates) arguments.
+
+    Everything else (attention reductions 8 and 16, DropBlock size 7, dropout 0.5) is fixed in the official
+    code and is this builder's default. An argument the official constructor does not take is refused.
+    """
+    unknown = sorted(set(kwargs) - set(_OFFICIAL))
+    if unknown:
+        raise ValueError(
+            f"Balanced12LayerCNN takes no argument(s) {unknown} (known: {sorted(_OFFICIAL)}), got {dict(kwargs)!r}."
         )
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+    return {_OFFICIAL[key]: tuple(v) if isinstance(v, list) else v for key, v in kwargs.items()}
 
 
 def convert_eurosat_balanced(state_dict, model):
@@ -199,12 +215,17 @@ VARIANTS = (
         input_size=64,
         crop_pct=1.0,
         paper_top1=97.23,
+        builder_name="EuroSATBalanced12",
     ),
 )
 
 ARCH = _base.Architecture(
     name="eurosat_balanced",
-    builder=eurosat_balanced,
+    network=eurosat_balanced,
+    features=_features,
+    input_size=64,
+    min_size=lambda widths, **_: 2 ** (len(tuple(widths)) - 1),
+    num_classes=10,
     convert=convert_eurosat_balanced,
     paper=_PAPER,
     variants=VARIANTS,
@@ -214,8 +235,10 @@ ARCH = _base.Architecture(
     classifier_key="fc.weight",
     tiny=dict(widths=(16, 32, 48, 64), depths=(2, 1, 1, 1), num_classes=10),
     fixture="eurosat_balanced",
+    fixture_kwargs=lambda meta: from_official(meta["kwargs"]),
+    fixture_features={f"feat/stage{i + 1}": f"P{i}" for i in range(4)},
     min_input_size=8,
     reparameterize=reparameterize,
 )
 
-EuroSATBalanced12 = _base.variant_builder("EuroSATBalanced12", "eurosat_balanced_12")
+eurosat_balanced = ARCH.builder

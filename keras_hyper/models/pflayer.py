@@ -10,7 +10,8 @@ global average pooling and a linear classifier) whose bottleneck spatial operati
   3x3 convolution + BN + ReLU in the stride-2 blocks.
 
 Layer names follow the official state dict (`layer2-0-reduction_block-0` for `layer2.0.reduction_block.0`).
-Input `(B, H, W, 3)` with H, W >= 32 (multiples of 32 for `"hybrid"`); features `(B, H/32, W/32, 4 * planes)`.
+Input `(B, H, W, 3)` with H, W >= 32 (multiples of 32 for `"hybrid"`); stage features `P2`..`P5` (strides 4..32),
+the last `(B, H/32, W/32, 4 * planes)`.
 """
 
 import keras
@@ -92,35 +93,50 @@ def _bottleneck(x, prefix, *, planes, stride, block):
     return _relu(f"{prefix}-relu")(x)
 
 
-def pflayer(
-    block="max",
-    depths=(3, 4, 6, 3),
-    width_mult=1.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="pflayer",
-):
-    """Builds a parameter-free-layer ResNet.
+def pflayer(x, block="max", depths=(3, 4, 6, 3), width_mult=1.0):
+    """Builds a parameter-free-layer ResNet (Han et al., "Learning Features with Parameter-Free Layers", ICLR 2022,
+    arXiv:2202.02777; the official `resnet_pf.py`, whose factories' arguments `from_official` maps to these).
 
     Args:
         block: the bottleneck's spatial operation, one of "conv" (ResNet-50), "max" (ResNet-50-max) or
-            "hybrid" (ResNet-50-hybrid); see the module docstring.
+            "hybrid" (ResNet-50-hybrid, input height and width divisible by 32); see the module docstring.
         depths: blocks per stage (official `layer_setting`).
         width_mult: multiplier of the stage widths 64, 128, 256, 512 (the stem keeps 64 channels).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
-            `keras_hyper.applications.load` or the variant builders for registered tags).
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one per stage, `P2`..`P5` (strides 4, 8, 16, 32; `4 * int(w * width_mult)` channels for w = 64, 128,
+    256, 512). Example:
+
+        model = pflayer("hybrid", num_classes=10)
+        pyramid = pflayer(features_only=True)      # {"P2": (B, H/4, W/4, 256), ..., "P5": (B, H/32, W/32, 2048)}
     """
+    planes = _planes(block, depths, width_mult)
+    if block == "hybrid":
+        # the average pooling floors odd sizes while the 1x1 stride-2 shortcut rounds them up
+        for size in x.shape[1:3]:
+            if size is not None and size % 32:
+                raise ValueError(
+                    f"block='hybrid' needs input height and width divisible by 32, got {tuple(x.shape[1:3])}."
+                )
+    x = _apply(x, _conv(STEM_WIDTH, 7, 2, "conv1-0"))
+    x = _batch_norm("conv1-1")(x)
+    x = _relu("conv1-2")(x)
+    x = _max_pool(x, 2, "maxpool")
+    features = {}
+    for i, (depth, width) in enumerate(zip(depths, planes)):
+        for j in range(depth):
+            stride = 2 if i > 0 and j == 0 else 1
+            x = _bottleneck(x, f"layer{i + 1}-{j}", planes=width, stride=stride, block=block)
+        features[f"P{i + 2}"] = x
+
+    def head(x, num_classes):
+        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
+        return keras.layers.Dense(num_classes, name="fc")(x)
+
+    return _base.Network(features, head)
+
+
+def _planes(block, depths, width_mult, **_):
+    """Validates the configuration; returns the stage planes (a stage outputs `EXPANSION` times as many)."""
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {BLOCKS}, got {block!r}.")
     depths = tuple(depths)
@@ -129,34 +145,48 @@ def pflayer(
     planes = [int(p * width_mult) for p in (64, 128, 256, 512)]
     if planes[0] < 1:
         raise ValueError(f"width_mult={width_mult!r} leaves a stage without channels.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+    return planes
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=224, min_size=32)
-    if block == "hybrid":
-        # the average pooling floors odd sizes while the 1x1 stride-2 shortcut rounds them up
-        for size in inputs.shape[1:3]:
-            if size is not None and size % 32:
-                raise ValueError(
-                    f"block='hybrid' needs input height and width divisible by 32, got {tuple(inputs.shape[1:3])}."
-                )
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = _apply(x, _conv(STEM_WIDTH, 7, 2, "conv1-0"))
-    x = _batch_norm("conv1-1")(x)
-    x = _relu("conv1-2")(x)
-    x = _max_pool(x, 2, "maxpool")
-    for i, (depth, width) in enumerate(zip(depths, planes)):
-        for j in range(depth):
-            stride = 2 if i > 0 and j == 0 else 1
-            x = _bottleneck(x, f"layer{i + 1}-{j}", planes=width, stride=stride, block=block)
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
-        x = keras.layers.Dense(num_classes, name="fc")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+def _features(**kwargs):
+    return _base.pyramid([EXPANSION * p for p in _planes(**kwargs)], (4, 8, 16, 32))
+
+
+# The official factories of resnet_pf.py: each is `ResNet(<its bottleneck>, layers=layer_setting, ...)`.
+FACTORIES = {"resnet50": "conv", "resnet50_max": "max", "resnet50_hybrid": "hybrid"}
+_RENAMES = {"layer_setting": "depths", "width_mult": "width_mult", "num_classes": "num_classes"}
+
+
+def from_official(kwargs, factory="resnet50_max"):
+    """Builder kwargs of the official `resnet_pf.<factory>(**kwargs)` (`resnet50`, `resnet50_max`, the default,
+    or `resnet50_hybrid`): the factory gives `block`, `layer_setting` becomes `depths`, `width_mult` and
+    `num_classes` keep their names. `pretrained` and `zero_init_residual` are dropped: the official code takes
+    them and never reads them.
+
+    Grouped or dilated stages (`groups`, `width_per_group`, `replace_stride_with_dilation` other than the
+    defaults, which every official model uses) have no equivalent here and are refused, as is any other argument.
+    """
+    if factory not in FACTORIES:
+        raise ValueError(f"factory must be one of {sorted(FACTORIES)} (resnet_pf.py), got {factory!r}.")
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained", "zero_init_residual")}
+    if any(kwargs.pop("replace_stride_with_dilation", None) or ()):
+        raise ValueError(f"{factory}: dilated stages (replace_stride_with_dilation) have no equivalent here.")
+    for key, official in (("groups", 1), ("width_per_group", 64)):
+        value = kwargs.pop(key, official)
+        if value != official:
+            raise ValueError(f"{factory}({key}={value!r}) has no equivalent here (only {key}={official!r}).")
+    unknown = sorted(set(kwargs) - set(_RENAMES))
+    if unknown:
+        raise ValueError(f"{factory} takes no argument(s) {unknown}; it takes {sorted(_RENAMES)} here.")
+    out = {"block": FACTORIES[factory], **{_RENAMES[k]: v for k, v in kwargs.items()}}
+    if "depths" in out:
+        out["depths"] = tuple(out["depths"])
+    return out
+
+
+def _fixture_kwargs(meta):
+    # the entry reads "resnet50_max (-> ResNet(MaxBottleneck, ...))"
+    return from_official(meta["kwargs"], meta["entry"].split()[0])
 
 
 def convert_pflayer(state_dict, model):
@@ -182,14 +212,25 @@ def reparameterize(model):
 _PAPER = _base.Paper("Learning Features with Parameter-Free Layers", "2202.02777", 43)
 
 VARIANTS = (
-    _base.Variant("pflayer_resnet50", dict(block="conv"), num_params=25_557_032, paper_top1=76.2),
-    _base.Variant("pflayer_resnet50_max", dict(block="max"), num_params=14_232_232, paper_top1=74.3),
-    _base.Variant("pflayer_resnet50_hybrid", dict(block="hybrid"), num_params=17_330_600, paper_top1=77.1),
+    _base.Variant(
+        "pflayer_resnet50", dict(block="conv"), num_params=25_557_032, paper_top1=76.2, builder_name="PfResNet50"
+    ),
+    _base.Variant(
+        "pflayer_resnet50_max", dict(block="max"), num_params=14_232_232, paper_top1=74.3, builder_name="PfResNet50Max"
+    ),
+    _base.Variant(
+        "pflayer_resnet50_hybrid",
+        dict(block="hybrid"),
+        num_params=17_330_600,
+        paper_top1=77.1,
+        builder_name="PfResNet50Hybrid",
+    ),
 )
 
 ARCH = _base.Architecture(
     name="pflayer",
-    builder=pflayer,
+    network=pflayer,
+    features=_features,
     convert=convert_pflayer,
     paper=_PAPER,
     variants=VARIANTS,
@@ -199,10 +240,10 @@ ARCH = _base.Architecture(
     classifier_key="fc.weight",
     tiny=dict(block="max", depths=(1, 2, 1, 1), width_mult=0.25, num_classes=10),
     fixture="pflayer",
+    fixture_kwargs=_fixture_kwargs,
+    fixture_features={f"feat/layer{i + 1}": f"P{i + 2}" for i in range(4)},
     interpolation="bilinear",
     reparameterize=reparameterize,
 )
 
-PfResNet50 = _base.variant_builder("PfResNet50", "pflayer_resnet50")
-PfResNet50Max = _base.variant_builder("PfResNet50Max", "pflayer_resnet50_max")
-PfResNet50Hybrid = _base.variant_builder("PfResNet50Hybrid", "pflayer_resnet50_hybrid")
+pflayer = ARCH.builder

@@ -9,8 +9,8 @@ convolution from the image to `filters` channels (+ activation), the residual st
 a Linear classifier. The two forms have exactly the same weights and parameter count; `to_shallow(model)` (and
 `to_deep`) converts a built model between them.
 
-Input `(B, H, W, C)` with H, W >= 28 (MNIST `(28, 28, 1)`, CIFAR-10 `(32, 32, 3)`); features `(B, H, W,
-filters)`; logits `(B, num_classes)`.
+Input `(B, H, W, C)` with H, W >= 28 (MNIST `(28, 28, 1)`, CIFAR-10 `(32, 32, 3)`); one stage feature `P0`,
+`(B, H, W, filters)`; logits `(B, num_classes)`.
 """
 
 import keras
@@ -24,24 +24,10 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
-def residual_cnn(
-    depth=8,
-    filters=64,
-    kernel_size=3,
-    activation="relu",
-    form="deep",
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=10,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="residual_cnn",
-):
-    """Builds the residual CNN of "Make Deep Networks Shallow Again" in its deep or shallow form.
+def residual_cnn(x, depth=8, filters=64, kernel_size=3, activation="relu", form="deep"):
+    """Builds the residual CNN of "Make Deep Networks Shallow Again" (Bermeitinger, Hrycej, Handschuh, DeLTA 2023,
+    arXiv:2309.08414) in its deep or shallow form. Defaults: CIFAR-10's `(32, 32, 3)` input and 10 classes (pass
+    `input_shape=(28, 28, 1)` for MNIST; `include_preprocessing` uses the CIFAR-10 statistics).
 
     Args:
         depth: residual convolution layers in the stack.
@@ -49,13 +35,25 @@ def residual_cnn(
         kernel_size: of the stem and of every residual layer.
         activation: of the stem and of each residual branch.
         form: "deep" (`x + f_1(x)`, then `+ f_2(...)`, ...) or "shallow" (`x + sum_i f_i(x)`).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications` (default input the CIFAR-10 `(32, 32, 3)`;
-            pass `input_shape=(28, 28, 1)` for MNIST; preprocessing uses the CIFAR-10 statistics).
 
-    Returns:
-        A functional `keras.Model`.
+    Features: one, `P0` (stride 1, `filters` channels): the residual stack's output, at the input's resolution.
+    Example:
+
+        model = residual_cnn(depth=8, filters=64, form="shallow", num_classes=10)
+        stack = residual_cnn(features_only=True)            # {"P0": (B, 32, 32, 64)}
     """
+    _validate(filters, activation, form)
+    stack = ResidualStack(depth, kernel_size, activation, form, name="stack")
+    x = Conv2D(filters, kernel_size, padding="same", activation=activation, name="stem")(x)
+
+    def head(x, num_classes):
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        return keras.layers.Dense(num_classes, name="head")(x)
+
+    return _base.Network({"P0": stack(x)}, head)
+
+
+def _validate(filters, activation, form, **_):
     if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
         raise ValueError(f"filters must be a positive integer, got {filters!r}.")
     if form not in FORMS:
@@ -64,21 +62,11 @@ def residual_cnn(
         keras.activations.get(activation)
     except (ValueError, TypeError) as err:
         raise ValueError(f"Unknown activation {activation!r}.") from err
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-    stack = ResidualStack(depth, kernel_size, activation, form, name="stack")
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=32, min_size=28)
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = Conv2D(filters, kernel_size, padding="same", activation=activation, name="stem")(x)
-    x = stack(x)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        x = keras.layers.Dense(num_classes, name="head")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+
+def _features(**kwargs):
+    _validate(**kwargs)
+    return _base.pyramid([kwargs["filters"]], [1])
 
 
 def _with_form(model, form):
@@ -125,7 +113,12 @@ _PAPER = _base.Paper("Make Deep Networks Shallow Again", "2309.08414", 12)
 # The paper's grid has no named members; these are one mid-grid CIFAR-10 configuration in both forms (counts ours).
 VARIANTS = (
     _base.Variant(
-        "shallow_cifar10_deep", dict(depth=8, filters=64, form="deep"), num_params=297_866, input_size=32, crop_pct=1.0
+        "shallow_cifar10_deep",
+        dict(depth=8, filters=64, form="deep"),
+        num_params=297_866,
+        input_size=32,
+        crop_pct=1.0,
+        builder_name="ShallowCifar10Deep",
     ),
     _base.Variant(
         "shallow_cifar10_shallow",
@@ -133,12 +126,17 @@ VARIANTS = (
         num_params=297_866,
         input_size=32,
         crop_pct=1.0,
+        builder_name="ShallowCifar10Shallow",
     ),
 )
 
 ARCH = _base.Architecture(
     name="shallow",
-    builder=residual_cnn,
+    network=residual_cnn,
+    features=_features,
+    input_size=32,
+    min_size=28,
+    num_classes=10,
     convert=convert_residual_cnn,
     paper=_PAPER,
     variants=VARIANTS,
@@ -153,5 +151,4 @@ ARCH = _base.Architecture(
     interpolation="bilinear",
 )
 
-ShallowCifar10Deep = _base.variant_builder("ShallowCifar10Deep", "shallow_cifar10_deep")
-ShallowCifar10Shallow = _base.variant_builder("ShallowCifar10Shallow", "shallow_cifar10_shallow")
+residual_cnn = ARCH.builder

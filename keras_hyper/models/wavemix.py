@@ -12,8 +12,9 @@ stem's resolution, and a global-average-pool + Linear head. Two stems, as the of
 Layer names follow the official state dict with '-' for '.' (`conv-2` for `conv.2`, `layers-3` for
 `layers.3`, `pool-2` for the head's Linear), so the converter is a direct map.
 
-Input `(B, H, W, 3)`; the stem's output size must be divisible by `2 ** level`; features `(B, H/s, W/s, D)` with
-s the stem's stride (`patch_size`, or `stride ** 2`); logits `(B, num_classes)`.
+Input `(B, H, W, 3)`; the stem's output size must be divisible by `2 ** level`; one feature, `P<log2 s>` (`S<s>`
+where s is no power of two):
+`(B, H/s, W/s, D)` with s the stem's stride (`patch_size`, or `stride ** 2`); logits `(B, num_classes)`.
 """
 
 import keras
@@ -43,46 +44,8 @@ def _stem_size(size, initial_conv, patch_size, stride):
     return size
 
 
-def wavemix(
-    depth=16,
-    mult=2,
-    ff_channel=192,
-    final_dim=192,
-    dropout=0.5,
-    level=3,
-    initial_conv="pachify",
-    patch_size=4,
-    stride=2,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="wavemix",
-):
-    """Builds a WaveMix classifier (the official `wavemix.classification.WaveMix`).
-
-    Args:
-        depth: number of WaveMix blocks.
-        mult: expansion of the feed-forwards' first 1x1 convolution.
-        ff_channel: channels entering each feed-forward's transposed convolution.
-        final_dim: the model width D (divisible by 4: a block reduces it to D/4 before the DWT).
-        dropout: dropout rate inside the feed-forwards.
-        level: DWT levels per block, 1 to 4.
-        initial_conv: 'pachify' or 'strided' (see the module docstring).
-        patch_size: stride of the 'pachify' stem.
-        stride: stride of each of the two 'strided' stem convolutions.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` here is a local file (use
-            `keras_hyper.applications.load` or the variant builders for registered tags).
-
-    Returns:
-        A functional `keras.Model`.
-    """
+def _stem_stride(depth, mult, ff_channel, final_dim, dropout, level, initial_conv, patch_size, stride):
+    """Validates the configuration; returns the stem's stride (the stride of every feature map after it)."""
     for arg, value in (("depth", depth), ("mult", mult), ("ff_channel", ff_channel), ("final_dim", final_dim)):
         _positive_int(arg, value)
     if final_dim % 4:
@@ -95,23 +58,68 @@ def wavemix(
     _positive_int("stride", stride)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+    return patch_size if initial_conv == "pachify" else stride**2
 
-    total_stride = patch_size if initial_conv == "pachify" else stride**2
-    multiple = total_stride * 2**level
+
+def _multiple(**kwargs):
+    """What the input size must be a multiple of for the stem's output to halve `level` times."""
+    return _stem_stride(**kwargs) * 2 ** kwargs["level"]
+
+
+def _default_size(**kwargs):
     # 224 where the DWT can halve the stem's output `level` times, else the next size that it can (256 for the
     # level-4 strided ImageNet model)
-    default_size = -(-224 // multiple) * multiple
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=default_size, min_size=max(32, multiple))
-    for size in inputs.shape[1:3]:
+    multiple = _multiple(**kwargs)
+    return -(-224 // multiple) * multiple
+
+
+def _features(**kwargs):
+    return _base.pyramid([kwargs["final_dim"]], [_stem_stride(**kwargs)])
+
+
+def wavemix(
+    x,
+    depth=16,
+    mult=2,
+    ff_channel=192,
+    final_dim=192,
+    dropout=0.5,
+    level=3,
+    initial_conv="pachify",
+    patch_size=4,
+    stride=2,
+):
+    """Builds a WaveMix classifier (Jeevan et al., "WaveMix: A Resource-efficient Neural Network for Image
+    Analysis", arXiv:2205.14375; the official `wavemix.classification.WaveMix`).
+
+    Args:
+        depth: number of WaveMix blocks.
+        mult: expansion of the feed-forwards' first 1x1 convolution.
+        ff_channel: channels entering each feed-forward's transposed convolution.
+        final_dim: the model width D (divisible by 4: a block reduces it to D/4 before the DWT).
+        dropout: dropout rate inside the feed-forwards.
+        level: DWT levels per block, 1 to 4.
+        initial_conv: 'pachify' or 'strided' (see the module docstring).
+        patch_size: stride of the 'pachify' stem.
+        stride: stride of each of the two 'strided' stem convolutions.
+
+    The input's side must be a multiple of the stem's stride times `2 ** level`; the default input is 224 where
+    that allows, else the next such size (256 for the level-4 strided model).
+
+    Features: one, the last block's output, at the stem's stride s (`patch_size`, or `stride ** 2`): key
+    `P<log2 s>` (`S<s>` where s is no power of two), `final_dim` channels. Example:
+
+        model = wavemix(depth=16, final_dim=192, ff_channel=192, level=3, num_classes=10)
+        grid = wavemix(features_only=True)                 # {"P2": (B, 56, 56, 192)}
+    """
+    total = _stem_stride(depth, mult, ff_channel, final_dim, dropout, level, initial_conv, patch_size, stride)
+    for size in x.shape[1:3]:
         stem = _stem_size(size, initial_conv, patch_size, stride)
         if stem is not None and stem % 2**level:
             raise ValueError(
-                f"The stem turns input_shape={tuple(inputs.shape[1:])} into a {stem}-pixel side, which a {level}-level "
+                f"The stem turns input_shape={tuple(x.shape[1:])} into a {stem}-pixel side, which a {level}-level "
                 f"DWT cannot halve {level} times: the stem's output must be divisible by 2**level = {2**level}."
             )
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
 
     half = final_dim // 2
     if initial_conv == "pachify":
@@ -130,13 +138,11 @@ def wavemix(
         y = WaveMixBlock(level, mult, ff_channel, dropout, name=f"layers-{index}")(x)
         x = keras.layers.Add(name=f"layers-{index}-add")([y, x])
 
-    if include_top:
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="pool-0")(x)
-        x = keras.layers.Dense(num_classes, name="pool-2")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        return keras.layers.Dense(num_classes, name="pool-2")(x)
+
+    return _base.Network({_base.feature_key(total): x}, head)
 
 
 def _transposed_kernel(w):
@@ -187,6 +193,7 @@ VARIANTS = (
         num_params=27_857_608,
         crop_pct=1.0,
         paper_top1=75.06,
+        builder_name="WaveMix192",
     ),
     _base.Variant(
         "wavemix_lite_192_16",
@@ -194,6 +201,7 @@ VARIANTS = (
         num_params=12_494_536,
         crop_pct=1.0,
         paper_top1=71.18,
+        builder_name="WaveMixLite192",
     ),
     _base.Variant(
         "wavemix_256_16",
@@ -201,6 +209,7 @@ VARIANTS = (
         num_params=49_416_808,
         crop_pct=1.0,
         paper_top1=73.03,
+        builder_name="WaveMix256",
     ),
     _base.Variant(
         "wavemix_256_16_level4",
@@ -209,12 +218,16 @@ VARIANTS = (
         input_size=256,
         crop_pct=1.0,
         paper_top1=70.42,
+        builder_name="WaveMix256Level4",
     ),
 )
 
 ARCH = _base.Architecture(
     name="wavemix",
-    builder=wavemix,
+    network=wavemix,
+    features=_features,
+    input_size=_default_size,
+    min_size=lambda **kwargs: max(32, _multiple(**kwargs)),
     convert=convert_wavemix,
     paper=_PAPER,
     variants=VARIANTS,
@@ -231,7 +244,4 @@ ARCH = _base.Architecture(
     fixture_kwargs=fixture_kwargs,
 )
 
-WaveMix192 = _base.variant_builder("WaveMix192", "wavemix_192_16")
-WaveMixLite192 = _base.variant_builder("WaveMixLite192", "wavemix_lite_192_16")
-WaveMix256 = _base.variant_builder("WaveMix256", "wavemix_256_16")
-WaveMix256Level4 = _base.variant_builder("WaveMix256Level4", "wavemix_256_16_level4")
+wavemix = ARCH.builder

@@ -1,6 +1,6 @@
 """Cross-D ResNet: the plain (`cross_d=False`) skeleton against torchvision's ResNet-18 through the converter, the
-2-D -> Cross-D weight transfer, the 1x1 Cross-D projections the harness' tiny config leaves out, and the strict
-converter. (The Cross-D layer's own parity is in tests/layers/test_crossd.py; the variant counts in the harness.)"""
+2-D -> Cross-D weight transfer with the 1x1 Cross-D projections, and the strict converter. (The Cross-D layer's own
+parity is in tests/layers/test_crossd.py; the variant counts, stage features and training in the harness.)"""
 
 import keras
 import numpy as np

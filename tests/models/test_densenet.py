@@ -129,8 +129,9 @@ def _perturbed_timm(name, **kwargs):
 
 
 def test_convert_matches_timm_densenet121(tmp_path):
-    """The full densenet121 through the applications path (.pth file -> conversion -> model): logits, and the
-    trunk output that `include_top=False` returns."""
+    """The full densenet121 through the applications path (.pth file -> conversion -> model): logits, the
+    trunk output that `include_top=False` returns, and the stage features against timm's (its feature_info: the
+    first three dense blocks' outputs and the final norm + ReLU)."""
     reference = _perturbed_timm("densenet121")
     path = tmp_path / "densenet121.pth"
     torch.save(reference.state_dict(), path)
@@ -138,12 +139,19 @@ def test_convert_matches_timm_densenet121(tmp_path):
     with torch.no_grad():
         logits = reference(torch.from_numpy(x)).numpy()
         feats = np.transpose(reference.forward_features(torch.from_numpy(x)).numpy(), (0, 2, 3, 1))
+        stages = reference.forward_intermediates(torch.from_numpy(x), indices=[1, 2, 3, 4], intermediates_only=True)
     model = applications.load("densenet121", weights=str(path), input_shape=(SIZE, SIZE, 3), classifier_activation=None)
     x = np.transpose(x, (0, 2, 3, 1))
     assert np.max(np.abs(to_numpy(model(x)) - logits)) <= tolerance(logits)
     assert np.std(logits) > 0.1
     trunk = keras.Model(model.input, model.get_layer("features-relu5").output)
     assert np.max(np.abs(to_numpy(trunk(x)) - feats)) <= tolerance(feats)
+    backbone = applications.load("densenet121", weights=str(path), input_shape=(SIZE, SIZE, 3), features_only=True)
+    got = backbone(x)
+    assert list(got) == ["P2", "P3", "P4", "P5"]
+    for key, stage in zip(got, stages):
+        ref = np.transpose(stage.numpy(), (0, 2, 3, 1))
+        assert np.max(np.abs(to_numpy(got[key]) - ref)) <= tolerance(ref), key
 
 
 def test_timm_checkpoint_of_another_configuration_is_refused():

@@ -1,8 +1,8 @@
-"""KimiaNet against the official feature-extraction samples (KimiaLabMayo/KimiaNet): the PyTorch model
-(torchvision DenseNet features + average pool + Linear `fc_4`, saved under nn.DataParallel) through
-`convert_kimianet`, and the Keras one (keras.applications DenseNet weights in an h5 file, features = global
-average of the `bn` layer's output) through `load_keras_weights`. A small DenseNet configuration keeps these fast;
-the full topology's parameter count is checked against torchvision's."""
+"""KimiaNet (`densenet.kimianet`) against the official feature-extraction samples (KimiaLabMayo/KimiaNet): the
+PyTorch model (torchvision DenseNet features + average pool + Linear `fc_4`, saved under nn.DataParallel) through
+`densenet.convert_kimianet`, and the Keras one (keras.applications DenseNet weights in an h5 file, features =
+global average of the `bn` layer's output) through `densenet.load_keras_weights`. A small DenseNet configuration
+keeps these fast; the full topology's parameter count is checked against torchvision's."""
 
 import keras
 import numpy as np
@@ -11,7 +11,7 @@ from testutil import to_numpy
 
 from keras_hyper import applications
 from keras_hyper.convert.reference import tolerance
-from keras_hyper.models import kimianet
+from keras_hyper.models import densenet
 
 SIZE = 64
 SMALL = dict(blocks=(1, 2, 1, 1), growth_rate=8, num_init_features=16)
@@ -70,9 +70,15 @@ def test_official_pytorch_checkpoint_logits_and_features(official):
     assert model.get_layer("fc_4").units == 30
     assert np.max(np.abs(to_numpy(model(x)) - logits)) <= tolerance(logits)
     assert np.std(logits) > 0.1
-    extractor = kimianet.kimianet(include_top=False, pooling="avg", input_shape=(SIZE, SIZE, 3), **SMALL)
+    extractor = densenet.kimianet(include_top=False, pooling="avg", input_shape=(SIZE, SIZE, 3), **SMALL)
     extractor.set_weights(model.get_weights()[: len(extractor.weights)])
     assert np.max(np.abs(to_numpy(extractor(x)) - feats)) <= tolerance(feats)
+    # the backbone's last stage feature is the map KimiaNet pools (pre-ReLU features-norm5)
+    backbone = applications.load(
+        "kimianet", weights=str(path), input_shape=(SIZE, SIZE, 3), features_only=True, out_indices=(-1,), **SMALL
+    )
+    pooled = to_numpy(backbone(x)["P5"]).mean(axis=(1, 2))
+    assert np.max(np.abs(pooled - feats)) <= tolerance(feats)
 
 
 def test_features_are_pooled_before_the_final_relu(official):
@@ -102,10 +108,10 @@ def test_official_keras_h5_weights(tmp_path):
     # the official extractor: global average of layers[-3] ('bn') of DenseNet121(include_top=False, pooling='avg')
     bn = reference.get_layer("bn").output
     expected_model = keras.Model(reference.input, keras.layers.GlobalAveragePooling2D()(bn))
-    model = kimianet.kimianet(
+    model = densenet.kimianet(
         blocks=blocks, include_top=False, pooling="avg", bn_epsilon=1.001e-5, input_shape=(SIZE, SIZE, 3)
     )
-    kimianet.load_keras_weights(model, str(path))
+    densenet.load_keras_weights(model, str(path))
     x = rng.normal(size=(2, SIZE, SIZE, 3)).astype("float32")
     expected = to_numpy(expected_model(x))
     assert np.max(np.abs(to_numpy(model(x)) - expected)) <= tolerance(expected)
@@ -120,6 +126,7 @@ def test_parameter_count_is_the_official_pytorch_models():
 def test_a_densenet_checkpoint_without_the_kimianet_head_is_refused(official):
     path, *_ = official
     state = {k.replace("fc_4", "classifier"): v.numpy() for k, v in torch.load(path, weights_only=True).items()}
-    model = kimianet.kimianet(input_shape=(SIZE, SIZE, 3), **SMALL)
+    model = densenet.kimianet(input_shape=(SIZE, SIZE, 3), **SMALL)
+    assert model.output_shape == (None, 30)  # KimiaNet's 30 TCGA classes by default
     with pytest.raises(ValueError, match="fc_4"):
-        kimianet.convert_kimianet(state, model)
+        densenet.convert_kimianet(state, model)

@@ -1,6 +1,7 @@
 """Parameter-free-layer networks (ResNet-50 conv/max/hybrid, ViT-max, PiT-max) against PyTorch references.
 
-The fixture (`shared/reference/pflayer/tiny`, the official resnet50_max) is checked by the harness. Here:
+The fixture (`shared/reference/pflayer/tiny`, the official resnet50_max: output and stage features) is checked
+by the harness, through `pflayer.from_official`, which is tested here. Here also:
 - the ResNet blocks against torchvision's ResNet with the official spatial operations swapped in (the
   official `resnet_pf.py` is torchvision's v1.5 ResNet with renamed modules), for all three blocks;
 - ViT-max and PiT-max against models assembled from timm's `PatchEmbed`, `Attention` and `Mlp`, the
@@ -8,10 +9,12 @@ The fixture (`shared/reference/pflayer/tiny`, the official resnet50_max) is chec
 - the layers' edge cases and errors.
 """
 
+import json
+
 import keras
 import numpy as np
 import pytest
-from testutil import to_numpy
+from testutil import reference_dir, to_numpy
 
 from keras_hyper.convert.reference import tolerance
 from keras_hyper.layers import EffLayer, GridSelfAttention, PositionEmbedding2D
@@ -148,6 +151,29 @@ def test_hybrid_needs_sizes_divisible_by_32():
 def test_resnet_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         pflayer.pflayer(**kwargs)
+
+
+def test_from_official_maps_the_factories_arguments():
+    meta = json.loads((reference_dir("pflayer") / "tiny.json").read_text())
+    assert pflayer.ARCH.fixture_kwargs(meta) == dict(block="max", depths=(1, 2, 1, 1), width_mult=0.25, num_classes=10)
+    # each official factory at its defaults is the registered variant of the same name
+    variants = {v.name: v.kwargs for v in pflayer.VARIANTS}
+    for factory, block in pflayer.FACTORIES.items():
+        kwargs = pflayer.from_official({"num_classes": 1000, "pretrained": False}, factory)
+        assert kwargs == {"block": block, "num_classes": 1000}
+        expected = pflayer.ARCH.network_kwargs(variants[f"pflayer_{factory}"])
+        assert pflayer.ARCH.network_kwargs({"block": block}) == expected
+    unused = dict(zero_init_residual=True, replace_stride_with_dilation=[False, False, False], groups=1)
+    assert pflayer.from_official(unused, "resnet50") == {"block": "conv"}
+    for kwargs, match in [
+        (dict(groups=32), r"resnet50_max\(groups=32\) has no equivalent"),
+        (dict(replace_stride_with_dilation=[False, True, True]), "dilated stages"),
+        (dict(layers=[1, 1, 1, 1]), r"takes no argument\(s\) \['layers'\]"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            pflayer.from_official(kwargs)
+    with pytest.raises(ValueError, match="factory must be one of"):
+        pflayer.from_official({}, "resnet101")
 
 
 def test_converter_lists_missing_and_unexpected_keys():

@@ -37,6 +37,11 @@ def test_conversion_keeps_the_weights_and_changes_only_the_stack():
     assert np.abs(to_numpy(flat(X)) - to_numpy(deep(X))).max() > 1e-4  # three layers: not the same function
 
 
+def test_defaults_are_cifar10():
+    model = shallow.residual_cnn(depth=1, filters=4)
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
+
+
 def test_single_layer_forms_are_equal():
     deep = shallow.residual_cnn(depth=1, filters=8, input_shape=(28, 28, 1), num_classes=2)
     np.testing.assert_allclose(to_numpy(shallow.to_shallow(deep)(X)), to_numpy(deep(X)), atol=1e-6)

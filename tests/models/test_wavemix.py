@@ -105,4 +105,11 @@ def test_default_size_is_one_the_dwt_can_halve():
     assert info.input_size == 256
     model = wavemix.wavemix(depth=1, final_dim=16, ff_channel=8, level=4, initial_conv="strided", include_top=False)
     assert model.input_shape == (None, 256, 256, 3)
+    assert [(f.key, f.stride, f.channels) for f in info.features] == [("P2", 4, 256)]
+
+
+def test_a_stem_stride_that_is_no_power_of_two_keys_its_feature_by_stride():
+    model = wavemix.wavemix(depth=1, final_dim=16, ff_channel=8, level=1, patch_size=3, features_only=True)
+    assert model.input_shape == (None, 228, 228, 3)  # 224 rounded up to a multiple of 3 * 2
+    assert {key: tuple(tensor.shape[1:]) for key, tensor in model.output.items()} == {"S3": (76, 76, 16)}
     assert applications.model_info("wavemix_192_16").weight_tags == ("in1k",)
