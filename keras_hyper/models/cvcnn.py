@@ -43,6 +43,7 @@ COMPLEX_POOLINGS = ("split", "modulus")
 
 
 def _check_config(depths, widths, complex_activation, complex_pooling):
+    depths, widths = tuple(depths), tuple(widths)
     if not depths or len(depths) != len(widths):
         raise ValueError(f"depths and widths must be non-empty and of equal length, got {depths!r} and {widths!r}.")
     for value, what in ((depths, "depths"), (widths, "widths")):
@@ -52,25 +53,21 @@ def _check_config(depths, widths, complex_activation, complex_pooling):
         raise ValueError(f"complex_activation must be one of {tuple(COMPLEX_ACTIVATIONS)}, got {complex_activation!r}.")
     if complex_pooling not in COMPLEX_POOLINGS:
         raise ValueError(f"complex_pooling must be one of {COMPLEX_POOLINGS}, got {complex_pooling!r}.")
+    return depths, widths
 
 
 def cvcnn(
+    x,
     depths=(2, 2, 2, 2),
     widths=(32, 64, 128, 256),
     complex_valued=True,
     complex_activation="crelu",
     complex_pooling="split",
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=1000,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="cvcnn",
 ):
-    """Builds a CV-CNN (`complex_valued=True`) or its real twin (arXiv:2302.04584).
+    """Builds a CV-CNN (`complex_valued=True`) or its real twin (Chatterjee, Tummala, Speck, Nürnberger, "Complex
+    Network for Complex Problems: A comparative study of CNN and Complex-valued CNN", IEEE IPAS 2022,
+    arXiv:2302.04584). The public builder `keras_hyper.models.cvcnn.cvcnn` takes these arguments and the
+    keras.applications ones (default input 224x224x3).
 
     Args:
         depths: convolutions per stage; each stage ends in a 2x2 stride-2 max pooling.
@@ -80,24 +77,19 @@ def cvcnn(
             `"zrelu"` or `"cardioid"`; the real twins use ReLU.
         complex_pooling: the CV-CNN's 2x2 max pooling: `"split"` (real and imaginary parts pooled apart, as
             torchcomplex) or `"modulus"` (the value of largest modulus, `ComplexMaxPooling2D`).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-            include_preprocessing, name: as keras.applications. Without the head, the CV-CNN's features are
-            complex, `(B, H, W, 2*C)` [real | imaginary]; `pooling="avg"` gives their complex mean and
-            `pooling="max"` the value of largest modulus, both `(B, 2*C)`.
 
-    Returns:
-        A `keras.Model` mapping `(B, H, W, 3)` images to class probabilities.
+    Features: `P1`..`P<len(depths)>`, the output of each stage's pooling (strides 2, 4, ...). The CV-CNN's are
+    complex, `(B, H, W, 2*C)` [real | imaginary] (2 * `widths` channels); without the head, `pooling="avg"`
+    gives their complex mean and `pooling="max"` the entry of largest modulus per channel, each `(B, 2*C)`.
+    Example:
+
+        model = cvcnn(depths=(2, 2), widths=(16, 32), num_classes=3, input_shape=(64, 64, 1))
+        pyramid = cvcnn(features_only=True)                 # {"P1": (B, H/2, W/2, 64), ..., "P4": (B, H/16, ...)}
     """
-    depths, widths = tuple(depths), tuple(widths)
-    _check_config(depths, widths, complex_activation, complex_pooling)
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-    inputs = x = _base.image_input(
-        input_tensor, input_shape, default_size=224, min_size=max(32, 2 ** len(depths)), name="input"
-    )
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
+    depths, widths = _check_config(depths, widths, complex_activation, complex_pooling)
     if complex_valued:
         x = RealToComplex(name="to_complex")(x)
+    features = {}
     for stage, (depth, width) in enumerate(zip(depths, widths)):
         for index in range(depth):
             prefix = f"stages-{stage}-{index}"
@@ -111,19 +103,28 @@ def cvcnn(
                 x = keras.layers.ReLU(name=f"{prefix}-act")(x)
         pool = ComplexMaxPooling2D if complex_valued and complex_pooling == "modulus" else keras.layers.MaxPooling2D
         x = pool(2, name=f"stages-{stage}-pool")(x)
-    if include_top:
+        features[f"P{stage + 1}"] = x
+
+    def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        if complex_valued:
-            x = ComplexDense(num_classes, name="head")(x)
-            x = Magnitude(name="head_modulus")(x)
-        else:
-            x = keras.layers.Dense(num_classes, name="head")(x)
-        x = _base.predictions(x, classifier_activation)
-    elif complex_valued and pooling == "max":
-        x = ComplexGlobalMaxPooling2D(name="max_pool")(x)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+        if not complex_valued:
+            return keras.layers.Dense(num_classes, name="head")(x)
+        x = ComplexDense(num_classes, name="head")(x)
+        return Magnitude(name="head_modulus")(x)
+
+    def pool(x, pooling):
+        # a complex map's maximum is the entry of largest modulus, not the largest real and imaginary parts apart
+        if complex_valued and pooling == "max":
+            return ComplexGlobalMaxPooling2D(name="max_pool")(x)
+        return _base.pool(x, pooling)
+
+    return _base.Network(features, head, pool)
+
+
+def _features(depths, widths, complex_valued, complex_activation, complex_pooling):
+    depths, widths = _check_config(depths, widths, complex_activation, complex_pooling)
+    parts = 2 if complex_valued else 1
+    return _base.pyramid([parts * w for w in widths], [2 ** (i + 1) for i in range(len(widths))])
 
 
 def _assign(m, variable, value, key):
@@ -211,15 +212,27 @@ _WIDTHS = (32, 64, 128, 256)
 # twice the CNN's parameters (2,858,735 against 2 x 1,430,216 = 2,860,432; the CV-CNN has 2,862,352).
 _WIDTHS_X2 = (47, 93, 186, 373)
 
+
+def _variant(name, widths, complex_valued, num_params, builder_name):
+    return _base.Variant(
+        name,
+        dict(depths=_DEPTHS, widths=widths, complex_valued=complex_valued),
+        num_params=num_params,
+        builder_name=builder_name,
+    )
+
+
 VARIANTS = (
-    _base.Variant("cvcnn_cv", dict(depths=_DEPTHS, widths=_WIDTHS, complex_valued=True), num_params=2_862_352),
-    _base.Variant("cvcnn_cnn", dict(depths=_DEPTHS, widths=_WIDTHS, complex_valued=False), num_params=1_430_216),
-    _base.Variant("cvcnn_cnnx2", dict(depths=_DEPTHS, widths=_WIDTHS_X2, complex_valued=False), num_params=2_858_735),
+    _variant("cvcnn_cv", _WIDTHS, True, 2_862_352, "CVCNN"),
+    _variant("cvcnn_cnn", _WIDTHS, False, 1_430_216, "CVCNNRealCNN"),
+    _variant("cvcnn_cnnx2", _WIDTHS_X2, False, 2_858_735, "CVCNNRealCNNx2"),
 )
 
 ARCH = _base.Architecture(
     name="cvcnn",
-    builder=cvcnn,
+    network=cvcnn,
+    features=_features,
+    min_size=lambda depths, **_: max(32, 2 ** len(depths)),
     convert=convert_cvcnn,
     paper=_PAPER,
     variants=VARIANTS,
@@ -231,6 +244,4 @@ ARCH = _base.Architecture(
     min_input_size=32,
 )
 
-CVCNN = _base.variant_builder("CVCNN", "cvcnn_cv")
-CVCNNRealCNN = _base.variant_builder("CVCNNRealCNN", "cvcnn_cnn")
-CVCNNRealCNNx2 = _base.variant_builder("CVCNNRealCNNx2", "cvcnn_cnnx2")
+cvcnn = ARCH.builder

@@ -11,6 +11,9 @@ ResNet. The classifier stays a real Linear layer. Layer names follow the officia
 Inputs whose channel count is not a multiple of n get zero channels prepended, as the official data pipeline
 does for n=4 (RGB -> `[0, R, G, B]`, a pure quaternion); the official models then take `channels=4`.
 
+The head averages the top-left 4x4 window of the last map, as the official `F.avg_pool2d(out, 4)` does wherever
+the official model runs (`head_pooling="global"` averages the whole map instead).
+
 Input `(B, H, W, C)` with H, W >= 8; features `(B, H/8, W/8, widths[-1] * expansion)`; logits `(B, num_classes)`.
 """
 
@@ -20,11 +23,13 @@ import numpy as np
 from keras_hyper.convert import mapping
 from keras_hyper.layers import PHConv2D, PrependZeroChannels
 from keras_hyper.layers.hypercomplex import factors_from_torch
+from keras_hyper.layers.pooling import TopLeftAveragePooling2D
 from keras_hyper.models import _base
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 BLOCKS = {"basic": 1, "bottleneck": 4}  # block kind -> channel expansion of its output
+HEAD_POOLINGS = ("official", "global")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the official CIFAR-10 normalisation (utils/dataloaders.py)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
@@ -59,23 +64,12 @@ def _block(x, prefix, *, kind, width, strides, n):
     return keras.layers.ReLU(name=f"{prefix}-out")(x)
 
 
-def phc_resnet(
-    block="basic",
-    depths=(2, 2, 2, 2),
-    widths=(64, 128, 256, 512),
-    n=4,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=10,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="phc_resnet",
-):
-    """Builds a PHC-ResNet.
+def phc_resnet(x, block="basic", depths=(2, 2, 2, 2), widths=(64, 128, 256, 512), n=4, head_pooling="official"):
+    """Builds a PHC-ResNet (Grassucci, Zhang, Comminiello, "PHNNs: Lightweight Neural Networks via Parameterized
+    Hypercomplex Convolutions", IEEE TNNLS 2022, arXiv:2110.04176). The public builder
+    `keras_hyper.models.phc_resnet.phc_resnet` takes these arguments and the keras.applications ones; its default
+    input is `(32, 32, 3)`, the smallest 8 pixels, and `include_preprocessing` applies the official CIFAR-10
+    mean/std to RGB input.
 
     Args:
         block: "basic" (PHC-ResNet-18/34) or "bottleneck" (PHC-ResNet-50/101/152, expansion 4).
@@ -85,16 +79,42 @@ def phc_resnet(
             be a multiple of n.
         n: the algebra dimension of every PHC layer (the official models use n=4; 1 gives a real ResNet with
             a learned scalar per convolution).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`. The default input is `(32, 32, 3)`;
-            preprocessing applies the official CIFAR-10 mean/std to RGB input. `weights` is a local file.
+        head_pooling: "official" (default): the head averages the top-left 4x4 window of the last map, which is
+            the official `F.avg_pool2d(out, 4)` + flatten wherever that runs (a last map of side 4 to 7: inputs
+            of 25 to 56 pixels; at 32x32 the window is the whole 4x4 map) and extends it to any size. "global":
+            global average pooling, which differs from the official head unless the last map is 4x4.
 
-    The official head is `avg_pool2d(4)` + flatten, defined only where the last map is 4x4 to 7x7; global
-    average pooling equals it on the 32x32 inputs it was trained on and extends it to any size.
+    Features: `P0`..`P3`, the outputs of the four stages (strides 1, 2, 4, 8; `widths` channels, times 4 for
+    bottleneck blocks); the stem, also at stride 1, is not one. Example:
 
-    Returns:
-        A functional `keras.Model`.
+        model = phc_resnet("bottleneck", depths=(3, 4, 6, 3), n=4, num_classes=10)
+        pyramid = phc_resnet(features_only=True)          # {"P0": (B, H, W, 64), ..., "P3": (B, H/8, W/8, 512)}
     """
+    depths, widths = _check(block, depths, widths, n, head_pooling)
+    channels = x.shape[-1]
+    if channels % n:
+        x = PrependZeroChannels(-channels % n, name="zero_channels")(x)
+    x = _conv(x, widths[0], 3, 1, n, "conv1")
+    x = _batch_norm(x, "bn1")
+    x = keras.layers.ReLU(name="relu")(x)
+    features = {}
+    for stage, (depth, width) in enumerate(zip(depths, widths)):
+        for index in range(depth):
+            strides = 2 if stage > 0 and index == 0 else 1
+            x = _block(x, f"layer{stage + 1}-{index}", kind=block, width=width, strides=strides, n=n)
+        features[f"P{stage}"] = x
+
+    def head(x, num_classes):
+        if head_pooling == "official":
+            x = TopLeftAveragePooling2D(4, name="pool")(x)
+        else:
+            x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        return keras.layers.Dense(num_classes, name="linear")(x)
+
+    return _base.Network(features, head)
+
+
+def _check(block, depths, widths, n, head_pooling):
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}.")
     depths, widths = tuple(depths), tuple(widths)
@@ -104,38 +124,14 @@ def phc_resnet(
         raise ValueError(f"n (the algebra dimension) must be a positive integer, got {n!r}.")
     if len(widths) != 4 or any(not isinstance(w, int) or w < 1 or w % n for w in widths):
         raise ValueError(f"widths must be four positive multiples of n={n}, got {widths}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=32, min_size=8)
-    x = _prepare_input(x, n, include_preprocessing)
-    x = _conv(x, widths[0], 3, 1, n, "conv1")
-    x = _batch_norm(x, "bn1")
-    x = keras.layers.ReLU(name="relu")(x)
-    for stage, (depth, width) in enumerate(zip(depths, widths)):
-        for index in range(depth):
-            strides = 2 if stage > 0 and index == 0 else 1
-            x = _block(x, f"layer{stage + 1}-{index}", kind=block, width=width, strides=strides, n=n)
-
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        x = keras.layers.Dense(num_classes, name="linear")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+    if head_pooling not in HEAD_POOLINGS:
+        raise ValueError(f"head_pooling must be one of {HEAD_POOLINGS}, got {head_pooling!r}.")
+    return depths, widths
 
 
-def _prepare_input(x, n, include_preprocessing):
-    channels = x.shape[-1]
-    if include_preprocessing:
-        if channels != len(CIFAR_MEAN):
-            raise ValueError(
-                f"include_preprocessing normalises RGB input with the CIFAR-10 mean/std; got {channels} channels."
-            )
-        x = _base.preprocessing(x, CIFAR_MEAN, CIFAR_STD)
-    if channels % n:
-        x = PrependZeroChannels(-channels % n, name="zero_channels")(x)
-    return x
+def _features(block, depths, widths, n, head_pooling, **_):
+    depths, widths = _check(block, depths, widths, n, head_pooling)
+    return _base.pyramid([w * BLOCKS[block] for w in widths], (1, 2, 4, 8))
 
 
 def convert_phc_resnet(state_dict, model):
@@ -171,32 +167,37 @@ _PAPER = _base.Paper("PHNNs: Lightweight Neural Networks via Parameterized Hyper
 _LARGE = (60, 120, 240, 516)
 
 
-def _variant(name, block, depths, num_params, widths=(64, 128, 256, 512)):
+def _variant(name, block, depths, num_params, widths=(64, 128, 256, 512), builder_name=None):
     return _base.Variant(
         name,
         dict(block=block, depths=depths, widths=widths, n=4, num_classes=10),
         num_params=num_params,
         input_size=32,
         crop_pct=1.0,
+        builder_name=builder_name,
     )
 
 
 # Official counts at n=4 with the official 4-channel input (RGB + a zero channel) and 10 classes, including the
 # never-added PHConv biases (torch's `sum(p.numel())`, as the paper's tables count).
 VARIANTS = (
-    _variant("phc_resnet18", "basic", (2, 2, 2, 2), 2_810_762),
-    _variant("phc_resnet34", "basic", (3, 4, 6, 3), 5_348_106),
-    _variant("phc_resnet50", "bottleneck", (3, 4, 6, 3), 5_965_514),
-    _variant("phc_resnet101", "bottleneck", (3, 4, 23, 3), 10_782_090),
-    _variant("phc_resnet152", "bottleneck", (3, 8, 36, 3), 14_753_866),
-    _variant("phc_resnet18_large", "basic", (2, 2, 2, 2), 2_736_258, _LARGE),
-    _variant("phc_resnet50_large", "bottleneck", (3, 4, 6, 3), 5_717_766, _LARGE),
-    _variant("phc_resnet152_large", "bottleneck", (3, 8, 36, 3), 13_451_334, _LARGE),
+    _variant("phc_resnet18", "basic", (2, 2, 2, 2), 2_810_762, builder_name="PHCResNet18"),
+    _variant("phc_resnet34", "basic", (3, 4, 6, 3), 5_348_106, builder_name="PHCResNet34"),
+    _variant("phc_resnet50", "bottleneck", (3, 4, 6, 3), 5_965_514, builder_name="PHCResNet50"),
+    _variant("phc_resnet101", "bottleneck", (3, 4, 23, 3), 10_782_090, builder_name="PHCResNet101"),
+    _variant("phc_resnet152", "bottleneck", (3, 8, 36, 3), 14_753_866, builder_name="PHCResNet152"),
+    _variant("phc_resnet18_large", "basic", (2, 2, 2, 2), 2_736_258, _LARGE, builder_name="PHCResNet18Large"),
+    _variant("phc_resnet50_large", "bottleneck", (3, 4, 6, 3), 5_717_766, _LARGE, builder_name="PHCResNet50Large"),
+    _variant("phc_resnet152_large", "bottleneck", (3, 8, 36, 3), 13_451_334, _LARGE, builder_name="PHCResNet152Large"),
 )
 
 ARCH = _base.Architecture(
     name="phc_resnet",
-    builder=phc_resnet,
+    network=phc_resnet,
+    features=_features,
+    num_classes=10,
+    input_size=32,
+    min_size=8,
     convert=convert_phc_resnet,
     paper=_PAPER,
     variants=VARIANTS,
@@ -208,17 +209,11 @@ ARCH = _base.Architecture(
     fixture="phc",
     fixture_kwargs=fixture_kwargs,
     fixture_cases=("tiny", "tiny_bottleneck"),
+    fixture_features={f"feat/layer{i + 1}": f"P{i}" for i in range(4)},
     min_input_size=8,
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     interpolation="bilinear",
 )
 
-PHCResNet18 = _base.variant_builder("PHCResNet18", "phc_resnet18")
-PHCResNet34 = _base.variant_builder("PHCResNet34", "phc_resnet34")
-PHCResNet50 = _base.variant_builder("PHCResNet50", "phc_resnet50")
-PHCResNet101 = _base.variant_builder("PHCResNet101", "phc_resnet101")
-PHCResNet152 = _base.variant_builder("PHCResNet152", "phc_resnet152")
-PHCResNet18Large = _base.variant_builder("PHCResNet18Large", "phc_resnet18_large")
-PHCResNet50Large = _base.variant_builder("PHCResNet50Large", "phc_resnet50_large")
-PHCResNet152Large = _base.variant_builder("PHCResNet152Large", "phc_resnet152_large")
+phc_resnet = ARCH.builder

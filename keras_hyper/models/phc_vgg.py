@@ -25,6 +25,7 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the official CIFAR-10 normalisation (utils/dataloaders.py)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
+POOLS = 5  # the official classifier reads a 1x1 map at 32x32
 
 # the official configurations: widths of the 3x3 convolutions, "M" for a 2x2 max pool
 CONFIGS = {
@@ -40,43 +41,66 @@ CONFIGS = {
 }
 
 
-def phc_vgg(
-    config=CONFIGS["vgg16"],
-    batch_norm=True,
-    hidden_units=512,
-    n=4,
-    dropout=0.5,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=10,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="phc_vgg",
-):
-    """Builds a PHC-VGG.
+def phc_vgg(x, config=CONFIGS["vgg16"], batch_norm=True, hidden_units=512, n=4, dropout=0.5):
+    """Builds a PHC-VGG (Grassucci, Zhang, Comminiello, "PHNNs: Lightweight Neural Networks via Parameterized
+    Hypercomplex Convolutions", IEEE TNNLS 2022, arXiv:2110.04176). The public builder
+    `keras_hyper.models.phc_vgg.phc_vgg` takes these arguments and the keras.applications ones; its default input
+    is `(32, 32, 3)`, and `include_preprocessing` applies the official CIFAR-10 mean/std to RGB input.
 
     Args:
         config: the convolution widths in order, "M" for a 2x2 max pool (`CONFIGS` holds the official ones);
-            it must end with "M" and pool five times in all (the official classifier sees a 1x1 map at 32x32).
+            it must start with a convolution, end with "M" and pool five times in all (the official classifier
+            sees a 1x1 map at 32x32).
         batch_norm: BatchNorm after every convolution (the official `_bn` models).
         hidden_units: units of the two PHM layers of the classifier (official: 512, or 516 for `large`).
         n: the algebra dimension of every PH layer. Widths and hidden_units must be multiples of n.
         dropout: the rate of the two classifier dropouts (official 0.5).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`. The default input is `(32, 32, 3)`;
-            preprocessing applies the official CIFAR-10 mean/std to RGB input. `weights` is a local file.
 
     The official classifier flattens the last map, which only fits its first PHM layer when that map is 1x1
     (inputs of 32 to 63 pixels); keras-hyper averages it globally instead, which is the same there and extends
     the model to any size.
 
-    Returns:
-        A functional `keras.Model`.
+    Features: `P1`..`P5`, the output of each max pool (strides 2 to 32; channels: the width of the convolution
+    before it). Example:
+
+        model = phc_vgg(CONFIGS["vgg19"], n=2, num_classes=100)
+        pyramid = phc_vgg(features_only=True)              # {"P1": (B, H/2, W/2, 64), ..., "P5": (B, H/32, ...)}
     """
+    config = _check(config, hidden_units, n, dropout)
+    channels = x.shape[-1]
+    if channels % n:
+        x = PrependZeroChannels(-channels % n, name="zero_channels")(x)
+
+    features = {}
+    index = 0
+    for value in config:
+        if value == "M":
+            x = keras.layers.MaxPooling2D(2, name=f"features-{index}")(x)
+            index += 1
+            features[f"P{len(features) + 1}"] = x
+            continue
+        x = PHConv2D(value, 3, n=n, padding=1, name=f"features-{index}")(x)
+        index += 1
+        if batch_norm:
+            x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"features-{index}")(x)
+            index += 1
+        x = keras.layers.ReLU(name=f"features-{index}")(x)
+        index += 1
+
+    def head(x, num_classes):
+        x = keras.layers.GlobalAveragePooling2D(name="flatten")(x)
+        x = keras.layers.Dropout(dropout, name="classifier-0")(x)
+        x = PHMDense(hidden_units, n=n, name="classifier-1")(x)
+        x = keras.layers.ReLU(name="classifier-2")(x)
+        x = keras.layers.Dropout(dropout, name="classifier-3")(x)
+        x = PHMDense(hidden_units, n=n, name="classifier-4")(x)
+        x = keras.layers.ReLU(name="classifier-5")(x)
+        return keras.layers.Dense(num_classes, name="classifier-6")(x)
+
+    return _base.Network(features, head)
+
+
+def _check(config, hidden_units, n, dropout):
     config = tuple(config)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n (the algebra dimension) must be a positive integer, got {n!r}.")
@@ -87,53 +111,23 @@ def phc_vgg(
         or any(v != "M" and not isinstance(v, int) for v in config)
     ):
         raise ValueError(f"config must hold positive multiples of n={n} and 'M', got {config}.")
-    pools = config.count("M")
-    if config[-1] != "M" or pools != 5:
+    if config[-1] != "M" or config.count("M") != POOLS:
         raise ValueError(f"config must pool five times ('M') and end with a pool, got {config}.")
+    if config[0] == "M":
+        # the first feature's channels would be the input's
+        raise ValueError(f"config must start with a convolution, got {config}.")
     if not isinstance(hidden_units, int) or hidden_units < 1 or hidden_units % n:
         raise ValueError(f"hidden_units must be a positive multiple of n={n}, got {hidden_units!r}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+    return config
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=32, min_size=2**pools)
-    channels = x.shape[-1]
-    if include_preprocessing:
-        if channels != len(CIFAR_MEAN):
-            raise ValueError(
-                f"include_preprocessing normalises RGB input with the CIFAR-10 mean/std; got {channels} channels."
-            )
-        x = _base.preprocessing(x, CIFAR_MEAN, CIFAR_STD)
-    if channels % n:
-        x = PrependZeroChannels(-channels % n, name="zero_channels")(x)
 
-    index = 0
-    for value in config:
-        if value == "M":
-            x = keras.layers.MaxPooling2D(2, name=f"features-{index}")(x)
-            index += 1
-            continue
-        x = PHConv2D(value, 3, n=n, padding=1, name=f"features-{index}")(x)
-        index += 1
-        if batch_norm:
-            x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"features-{index}")(x)
-            index += 1
-        x = keras.layers.ReLU(name=f"features-{index}")(x)
-        index += 1
-
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="flatten")(x)
-        x = keras.layers.Dropout(dropout, name="classifier-0")(x)
-        x = PHMDense(hidden_units, n=n, name="classifier-1")(x)
-        x = keras.layers.ReLU(name="classifier-2")(x)
-        x = keras.layers.Dropout(dropout, name="classifier-3")(x)
-        x = PHMDense(hidden_units, n=n, name="classifier-4")(x)
-        x = keras.layers.ReLU(name="classifier-5")(x)
-        x = keras.layers.Dense(num_classes, name="classifier-6")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+def _features(config, hidden_units, n, dropout, **_):
+    config = _check(config, hidden_units, n, dropout)
+    # each pool's channels are those of the last convolution before it
+    channels = [next(v for v in reversed(config[:i]) if v != "M") for i, v in enumerate(config) if v == "M"]
+    return _base.pyramid(channels, [2 ** (i + 1) for i in range(POOLS)])
 
 
 def convert_phc_vgg(state_dict, model):
@@ -173,13 +167,14 @@ def fixture_kwargs(meta):
 _PAPER = _base.Paper("PHNNs: Lightweight Neural Networks via Parameterized Hypercomplex Convolutions", "2110.04176", 1)
 
 
-def _variant(name, config, num_params, hidden_units=512):
+def _variant(name, config, num_params, hidden_units=512, builder_name=None):
     return _base.Variant(
         name,
         dict(config=CONFIGS[config], batch_norm=True, hidden_units=hidden_units, n=4, num_classes=10),
         num_params=num_params,
         input_size=32,
         crop_pct=1.0,
+        builder_name=builder_name,
     )
 
 
@@ -187,13 +182,17 @@ def _variant(name, config, num_params, hidden_units=512):
 # never-added PHConv biases (torch's `sum(p.numel())`). The official phcvgg11/13/16/19 factories without `_bn`,
 # and phcvgg19_bn, fail at the reference commit (PHCVGG is called without its required `n`): no count exists.
 VARIANTS = (
-    _variant("phc_vgg16", "vgg16", 3_828_618),
-    _variant("phc_vgg19_large", "vgg19_large", 7_471_630, hidden_units=516),
+    _variant("phc_vgg16", "vgg16", 3_828_618, builder_name="PHCVGG16"),
+    _variant("phc_vgg19_large", "vgg19_large", 7_471_630, hidden_units=516, builder_name="PHCVGG19Large"),
 )
 
 ARCH = _base.Architecture(
     name="phc_vgg",
-    builder=phc_vgg,
+    network=phc_vgg,
+    features=_features,
+    num_classes=10,
+    input_size=32,
+    min_size=2**POOLS,
     convert=convert_phc_vgg,
     paper=_PAPER,
     variants=VARIANTS,
@@ -205,11 +204,11 @@ ARCH = _base.Architecture(
     fixture="phc",
     fixture_kwargs=fixture_kwargs,
     fixture_cases=("tiny_vgg",),
+    fixture_features={"feat/features": "P5"},
     min_input_size=32,
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     interpolation="bilinear",
 )
 
-PHCVGG16 = _base.variant_builder("PHCVGG16", "phc_vgg16")
-PHCVGG19Large = _base.variant_builder("PHCVGG19Large", "phc_vgg19_large")
+phc_vgg = ARCH.builder

@@ -4,10 +4,11 @@ Poincaré ball.
 
 Stem: Poincaré 3x3 convolution, Poincaré batch norm, ReLU. Three groups of residual blocks (the first block of
 groups 2 and 3 strides by 2 and has a 1x1 stride-2 Poincaré convolution on its shortcut); a block is
-`relu(mobius_add(bn2(conv2(relu(bn1(conv1(x))))), shortcut))`. Head: average pooling and a Poincaré
-fully-connected layer. As in the official code every layer maps tangent vectors at the origin to tangent
-vectors at the origin (`keras_hyper.layers.hyperbolic`), so the ReLUs and the pooling act on tangent vectors
-and the logits are a tangent vector.
+`relu(mobius_add(bn2(conv2(relu(bn1(conv1(x))))), shortcut))`. Head: the mean of the top-left 8x8 window of
+the last map, which is the official `nn.AvgPool2d(8)` wherever the official model runs (`head_pooling="global"`
+averages the whole map), and a Poincaré fully-connected layer. As in the official code every layer maps
+tangent vectors at the origin to tangent vectors at the origin (`keras_hyper.layers.hyperbolic`), so the ReLUs
+and the pooling act on tangent vectors and the logits are a tangent vector.
 
 Each Poincaré layer has its own curvature (a non-trainable weight, `curvature` at init; the official
 `learnable=False`), the residual additions use the fixed `curvature`. Layer names follow the official state
@@ -28,10 +29,12 @@ from keras_hyper.layers.hyperbolic import (
     PoincareConv2D,
     PoincareDense,
 )
+from keras_hyper.layers.pooling import TopLeftAveragePooling2D
 from keras_hyper.models import _base
 
 SKIP_ORDERS = ("fr", "rf")
 SKIP_AXES = {"width": 2, "channels": -1}
+HEAD_POOLINGS = ("official", "global")
 # The Poincaré ResNet code's FC uses 2 (1 - c|x|^2) where HNN++ has the conformal factor 2 / (1 - c|x|^2);
 # its checkpoints need it.
 CONFORMAL_FACTOR = "reference"
@@ -68,24 +71,18 @@ def _block(x, prefix, filters, stride, *, curvature, skip_order, skip_axis, infe
 
 
 def poincare_resnet(
+    x,
     channel_dims=(8, 16, 32),
     depths=(3, 3, 3),
     curvature=0.1,
     skip_order="fr",
     skip_axis="width",
     inference_statistics="batch",
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=10,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="poincare_resnet",
+    head_pooling="official",
 ):
-    """Builds a Poincaré ResNet.
+    """Builds a Poincaré ResNet (van Spengler, Berkhout, Mettes, "Poincaré ResNet", ICCV 2023, arXiv:2303.14027).
+    The public builder `keras_hyper.models.poincare_resnet.poincare_resnet` takes these arguments and the
+    keras.applications ones (default input 32x32, as CIFAR).
 
     Args:
         channel_dims: channels of the three groups (the official `channel_dims`).
@@ -98,13 +95,52 @@ def poincare_resnet(
         inference_statistics: "batch" (official: batch norms use the batch's statistics in inference too, so
             predictions depend on the batch) or "moving" (moving statistics accumulated while training; see
             `PoincareBatchNormalization`).
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications` (input 32x32 and 10 classes by default, as
-            CIFAR-10); `weights` here is a local file.
+        head_pooling: "official" (default): the head averages the top-left 8x8 window of the last map's tangent
+            vectors, which is the official `nn.AvgPool2d(8)` + squeeze wherever that runs (a last map of side 8
+            to 15: inputs of 32 to 60 pixels, multiples of 4 for the official strided convolutions; at 32x32 the
+            window is the whole 8x8 map) and extends it to any size. "global": global average pooling, which
+            differs from the official head unless the last map is 8x8.
 
-    Returns:
-        A functional `keras.Model`.
+    Features: `P0`, `P1`, `P2`, the outputs of the three groups (strides 1, 2, 4; `channel_dims` channels),
+    tangent vectors at the origin. Example:
+
+        model = poincare_resnet(depths=(5, 5, 5), num_classes=100)
+        pyramid = poincare_resnet(features_only=True)      # {"P0": (B, H, W, 8), ..., "P2": (B, H/4, W/4, 32)}
     """
+    channel_dims, depths = _check(
+        channel_dims, depths, curvature, skip_order, skip_axis, inference_statistics, head_pooling
+    )
+    x = _conv(x, "conv", channel_dims[0], 3, 1, curvature)
+    x = _bn(x, "bn", curvature, inference_statistics)
+    x = keras.layers.ReLU(name="act")(x)
+    features = {}
+    for group, (filters, depth) in enumerate(zip(channel_dims, depths)):
+        for index in range(depth):
+            stride = 2 if group and not index else 1
+            x = _block(
+                x,
+                f"group{group + 1}-{index}",
+                filters,
+                stride,
+                curvature=curvature,
+                skip_order=skip_order,
+                skip_axis=skip_axis,
+                inference_statistics=inference_statistics,
+            )
+        features[f"P{group}"] = x
+
+    def head(x, num_classes):
+        # the official pooling averages tangent vectors, as these layers do
+        if head_pooling == "official":
+            x = TopLeftAveragePooling2D(8, name="avg_pool")(x)
+        else:
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return PoincareDense(num_classes, curvature=curvature, conformal_factor=CONFORMAL_FACTOR, name="fc")(x)
+
+    return _base.Network(features, head)
+
+
+def _check(channel_dims, depths, curvature, skip_order, skip_axis, inference_statistics, head_pooling):
     channel_dims = tuple(channel_dims)
     depths = tuple(depths)
     if len(channel_dims) != 3 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in channel_dims):
@@ -119,36 +155,14 @@ def poincare_resnet(
         raise ValueError(f"skip_axis must be one of {tuple(SKIP_AXES)}, got {skip_axis!r}.")
     if inference_statistics not in INFERENCE_STATISTICS:
         raise ValueError(f"inference_statistics must be one of {INFERENCE_STATISTICS}, got {inference_statistics!r}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
+    if head_pooling not in HEAD_POOLINGS:
+        raise ValueError(f"head_pooling must be one of {HEAD_POOLINGS}, got {head_pooling!r}.")
+    return channel_dims, depths
 
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=32, min_size=32)
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-    x = _conv(x, "conv", channel_dims[0], 3, 1, curvature)
-    x = _bn(x, "bn", curvature, inference_statistics)
-    x = keras.layers.ReLU(name="act")(x)
-    for group, (filters, depth) in enumerate(zip(channel_dims, depths)):
-        for index in range(depth):
-            stride = 2 if group and not index else 1
-            x = _block(
-                x,
-                f"group{group + 1}-{index}",
-                filters,
-                stride,
-                curvature=curvature,
-                skip_order=skip_order,
-                skip_axis=skip_axis,
-                inference_statistics=inference_statistics,
-            )
 
-    if include_top:
-        # the official AvgPool2d(8) is this global average on its 32x32 inputs (8x8 maps)
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = PoincareDense(num_classes, curvature=curvature, conformal_factor=CONFORMAL_FACTOR, name="fc")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+def _features(**kwargs):
+    channel_dims, _ = _check(**kwargs)
+    return _base.pyramid(channel_dims, (1, 2, 4))
 
 
 def _conv_kernel(layer):
@@ -226,6 +240,7 @@ def _variant(depth, classes, num_params):
         num_params=num_params,
         input_size=32,
         crop_pct=1.0,
+        builder_name=f"PoincareResNet{depth}CIFAR{classes}",
     )
 
 
@@ -241,7 +256,11 @@ VARIANTS = (
 
 ARCH = _base.Architecture(
     name="poincare_resnet",
-    builder=poincare_resnet,
+    network=poincare_resnet,
+    features=_features,
+    num_classes=10,
+    input_size=32,
+    min_size=32,
     convert=convert_poincare_resnet,
     paper=_PAPER,
     variants=VARIANTS,
@@ -257,9 +276,7 @@ ARCH = _base.Architecture(
     std=(0.5, 0.5, 0.5),
     interpolation="bilinear",
     fixture_kwargs=fixture_kwargs,
+    fixture_features={f"feat/group{i + 1}": f"P{i}" for i in range(3)},
 )
 
-PoincareResNet20CIFAR10 = _base.variant_builder("PoincareResNet20CIFAR10", "poincare_resnet20_cifar10")
-PoincareResNet20CIFAR100 = _base.variant_builder("PoincareResNet20CIFAR100", "poincare_resnet20_cifar100")
-PoincareResNet32CIFAR10 = _base.variant_builder("PoincareResNet32CIFAR10", "poincare_resnet32_cifar10")
-PoincareResNet32CIFAR100 = _base.variant_builder("PoincareResNet32CIFAR100", "poincare_resnet32_cifar100")
+poincare_resnet = ARCH.builder

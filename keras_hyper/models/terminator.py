@@ -19,8 +19,8 @@ CIFAR's 3 -> 12 -> 36 -> 72 -> 144 -> 288. Each block (`_sfne_block`) computes f
 The blocks' global kernels also feed the slow neural loss (added while training). Layer names follow the modules
 of the authors' code (`blocks-2-slow_net_l2` for its `blocks.2.fast_multi_branch.slow_net_l2`).
 
-Input `(B, H, W, 3)`, H, W >= 32 (the hyper-kernels are learned on a `grid_size` grid, 32 for CIFAR, and are
-regenerated for other sizes); logits `(B, num_classes)`.
+Input `(B, H, W, 3)` (`in_channels` for others), H, W >= 32 (the hyper-kernels are learned on a `grid_size`
+grid, 32 for CIFAR, and are regenerated for other sizes); features `(B, H, W, 288)`; logits `(B, num_classes)`.
 """
 
 import keras
@@ -142,6 +142,7 @@ def _positive_ints(name, values, *, odd=False):
 
 
 def terminator(
+    x,
     expansions=(4, 3, 2, 2, 2),
     slow_layers=(3, 2, 2, 2, 2),
     pre_inputs=((), (), (0,), (1,), (2, 1)),
@@ -159,18 +160,12 @@ def terminator(
     local_context="sample",
     redundant_biases=True,
     standardize_hci=True,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=10,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="terminator",
+    in_channels=3,
 ):
-    """Builds a Terminator model (defaults: the paper's CIFAR configuration).
+    """Builds a Terminator model (Harvie Zhang, "HyperZ.Z.W Operator Connects Slow-Fast Networks for Full Context
+    Interaction", arXiv:2401.17948; defaults: the paper's CIFAR configuration). The public builder
+    `keras_hyper.models.terminator.terminator` takes these arguments and the keras.applications ones (default
+    input 32x32x3).
 
     Args:
         expansions: per SFNE block, the factor by which its bottleneck widens the channels (one entry per block).
@@ -199,17 +194,66 @@ def terminator(
         standardize_hci: the official instance standardisation of the hyper-channel interaction's output. It
             divides out the interaction's per-channel gate (up to its epsilon), so that the interaction's slow
             network receives almost no gradient; `False` keeps the gated map as it is.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications`; `weights` is a local file. The input's
-            channels are the first block's (3 for RGB).
+        in_channels: the input's channels, the first block's width (3 for RGB; pass it with a matching
+            `input_shape` for other images): every block widens it by its expansion.
 
-    Returns:
-        A functional `keras.Model`.
+    Features: `P0`, the last block's output (stride 1: no block downsamples; `in_channels * prod(expansions)`
+    channels). Example:
+
+        model = terminator(num_classes=100)
+        grey = terminator(in_channels=1, norm_groups=4, input_shape=(32, 32, 1), num_classes=10)
+        backbone = terminator(features_only=True)           # {"P0": (B, H, W, 288)}
     """
+    config = _check(**{k: v for k, v in locals().items() if k != "x"})  # every argument but the input
+    if x.shape[-1] != in_channels:
+        raise ValueError(
+            f"The input has {x.shape[-1]} channels, but in_channels={in_channels}; pass in_channels={x.shape[-1]}."
+        )
+    blocks = len(config["expansions"])
+    outputs, kernels = [], []
+    for i in range(blocks):
+        x, kernel = _sfne_block(
+            x,
+            f"blocks-{i}",
+            [(j, outputs[j]) for j in config["pre_inputs"][i]],
+            expansion=config["expansions"][i],
+            slow_layers=config["slow_layers"][i],
+            dropout=config["dropout_rates"][i],
+            config=config,
+        )
+        outputs.append(x)
+        kernels.append(kernel)
+    if slow_loss_weight > 0 and blocks > 1:
+        x = SlowNeuralLoss(slow_loss_weight, name="slow_neural_loss")([x, *kernels])
+
+    def head(x, num_classes):
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=KAIMING_NORMAL, name="out_layer")(x)
+
+    return _base.Network({"P0": x}, head)
+
+
+def _check(
+    expansions,
+    slow_layers,
+    pre_inputs,
+    dropout_rates,
+    local_kernel_sizes,
+    interact_hidden,
+    norm_groups,
+    slow_loss_weight,
+    local_context,
+    in_channels,
+    **config,
+):
+    """Validates the arguments; returns the configuration the blocks read, with `widths` (input, then every
+    block's output)."""
     expansions = _positive_ints("expansions", expansions)
     blocks = len(expansions)
     slow_layers = _positive_ints("slow_layers", slow_layers)
     local_kernel_sizes = _positive_ints("local_kernel_sizes", local_kernel_sizes, odd=True)
+    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
     pre_inputs = tuple(tuple(p) for p in pre_inputs)
     dropout_rates = tuple(dropout_rates)
     for arg, value in (("slow_layers", slow_layers), ("pre_inputs", pre_inputs), ("dropout_rates", dropout_rates)):
@@ -231,56 +275,29 @@ def terminator(
     interact_hidden = tuple(interact_hidden)
     if len(interact_hidden) != 2:
         raise ValueError(f"interact_hidden must be (channel, spatial) widths, got {interact_hidden}.")
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=32, min_size=32)
-    widths = [inputs.shape[-1]]
+    widths = [in_channels]
     for expansion in expansions:
         widths.append(widths[-1] * expansion)
     if any(width % norm_groups for width in widths[1:]):
         raise ValueError(
             f"Every block's output width must be a multiple of norm_groups={norm_groups}, got {widths[1:]}."
         )
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
-
-    config = dict(
-        grid_size=grid_size,
-        omega_0=omega_0,
-        global_hidden=global_hidden,
-        local_hidden=local_hidden,
-        channel_hidden=channel_hidden,
-        interact_hidden=interact_hidden,
+    return dict(
+        config,
+        expansions=expansions,
+        slow_layers=slow_layers,
+        pre_inputs=pre_inputs,
+        dropout_rates=dropout_rates,
         local_kernel_sizes=local_kernel_sizes,
+        interact_hidden=interact_hidden,
         norm_groups=norm_groups,
-        inference_batch_statistics=inference_batch_statistics,
         local_context=local_context,
-        redundant_biases=redundant_biases,
-        standardize_hci=standardize_hci,
+        widths=tuple(widths),
     )
-    outputs, kernels = [], []
-    for i in range(blocks):
-        x, kernel = _sfne_block(
-            x,
-            f"blocks-{i}",
-            [(j, outputs[j]) for j in pre_inputs[i]],
-            expansion=expansions[i],
-            slow_layers=slow_layers[i],
-            dropout=dropout_rates[i],
-            config=config,
-        )
-        outputs.append(x)
-        kernels.append(kernel)
-    if slow_loss_weight > 0 and blocks > 1:
-        x = SlowNeuralLoss(slow_loss_weight, name="slow_neural_loss")([x, *kernels])
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer=KAIMING_NORMAL, name="out_layer")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(x, pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+
+def _features(**kwargs):
+    return _base.pyramid(_check(**kwargs)["widths"][-1:], (1,))
 
 
 # our layer suffix -> the official module under `blocks.i.fast_multi_branch` (or `blocks.i` for the block's bias)
@@ -364,15 +381,28 @@ def convert_terminator(state_dict, model):
 
 _PAPER = _base.Paper("HyperZ.Z.W Operator Connects Slow-Fast Networks for Full Context Interaction", "2401.17948", 5)
 
+
 # The paper's CIFAR configuration (the authors' cfg/config.yaml); counts derived in zoo/terminator.md.
-VARIANTS = (
-    _base.Variant("terminator_cifar10", dict(num_classes=10), num_params=1_336_855, input_size=32, crop_pct=1.0),
-    _base.Variant("terminator_cifar100", dict(num_classes=100), num_params=1_362_865, input_size=32, crop_pct=1.0),
-)
+def _variant(classes, num_params):
+    return _base.Variant(
+        f"terminator_cifar{classes}",
+        dict(num_classes=classes),
+        num_params=num_params,
+        input_size=32,
+        crop_pct=1.0,
+        builder_name=f"TerminatorCIFAR{classes}",
+    )
+
+
+VARIANTS = (_variant(10, 1_336_855), _variant(100, 1_362_865))
 
 ARCH = _base.Architecture(
     name="terminator",
-    builder=terminator,
+    network=terminator,
+    features=_features,
+    num_classes=10,
+    input_size=32,
+    min_size=32,
     convert=convert_terminator,
     paper=_PAPER,
     variants=VARIANTS,
@@ -410,5 +440,4 @@ ARCH = _base.Architecture(
     interpolation="bilinear",
 )
 
-TerminatorCIFAR10 = _base.variant_builder("TerminatorCIFAR10", "terminator_cifar10")
-TerminatorCIFAR100 = _base.variant_builder("TerminatorCIFAR100", "terminator_cifar100")
+terminator = ARCH.builder

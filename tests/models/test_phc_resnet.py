@@ -1,7 +1,8 @@
-"""PHC-ResNet: the official intermediate features of the reference fixture, the official RGB handling (a zero
-channel in front), other algebra dimensions and argument checks (the 1/n parameter count is
-tests/layers/test_hypercomplex.py's).
-(Whole-model parity, variant parameter counts, LiteRT export are in tests/harness.py.)"""
+"""PHC-ResNet: the official stem output of the reference fixture, the official head at input sizes the fixture
+does not record, the official RGB handling (a zero channel in front), other algebra dimensions and argument checks
+(the 1/n parameter count is tests/layers/test_hypercomplex.py's).
+(Whole-model parity, the stage outputs through `features_only` (`fixture_features`), variant parameter counts and
+LiteRT export are in tests/harness.py.)"""
 
 import json
 
@@ -15,29 +16,61 @@ from keras_hyper.convert.reference import tolerance
 from keras_hyper.layers import PHConv2D, PrependZeroChannels
 from keras_hyper.models import phc_resnet
 
-FEATURES = {"stem": "relu", "layer1": "layer1-1-out", "layer2": "layer2-1-out", "layer4": "layer4-1-out"}
+
+def _build(**overrides):
+    """The fixture's configuration (4-channel input, 10 classes, logits)."""
+    meta = json.loads((reference_dir("phc") / "tiny.json").read_text())
+    kwargs = dict(input_shape=(32, 32, 4), num_classes=10, classifier_activation=None)
+    return phc_resnet.phc_resnet(**phc_resnet.fixture_kwargs(meta), **{**kwargs, **overrides})
 
 
 @pytest.fixture(scope="module")
 def fixture():
     folder = reference_dir("phc")
-    meta = json.loads((folder / "tiny.json").read_text())
     data = np.load(folder / "tiny.npz")
-    model = phc_resnet.phc_resnet(
-        **phc_resnet.fixture_kwargs(meta), input_shape=(32, 32, 4), classifier_activation=None
-    )
+    model = _build()
     phc_resnet.convert_phc_resnet(read_checkpoint(folder / "tiny.npz", prefix="sd/"), model)
     return model, data
 
 
-def test_intermediate_features_match_the_official_modules(fixture):
+def test_stem_matches_the_official_module(fixture):
+    # the stage outputs are the backbone's features, compared by the harness (fixture_features)
     model, data = fixture
-    probe = keras.Model(model.input, [model.get_layer(name).output for name in FEATURES.values()])
-    outputs = probe(np.transpose(data["input"], (0, 2, 3, 1)))
-    for (key, name), out in zip(FEATURES.items(), outputs):
-        ref = np.transpose(data[f"feat/{key}"], (0, 2, 3, 1))
-        diff = np.max(np.abs(to_numpy(out) - ref))
-        assert diff <= tolerance(ref), f"{key} ({name}): max |diff| {diff}"
+    probe = keras.Model(model.input, model.get_layer("relu").output)
+    out = to_numpy(probe(np.transpose(data["input"], (0, 2, 3, 1))))
+    ref = np.transpose(data["feat/stem"], (0, 2, 3, 1))
+    assert np.max(np.abs(out - ref)) <= tolerance(ref)
+
+
+def _official_head(features, weight, bias):
+    """The official head on NHWC features: `F.avg_pool2d(out, 4)` (kernel = stride = 4, floor), the flatten of
+    the NCHW result and the Linear layer, which only fits when the pooled map is 1x1."""
+    b, h, w, c = features.shape
+    pooled = features[:, : h // 4 * 4, : w // 4 * 4].reshape(b, h // 4, 4, w // 4, 4, c).mean(axis=(2, 4))
+    flat = np.transpose(pooled, (0, 3, 1, 2)).reshape(b, -1)
+    assert flat.shape[1] == weight.shape[1], "the official model does not run at this size"
+    return flat @ weight.T + bias
+
+
+@pytest.mark.parametrize("size", [(40, 40), (48, 48), (36, 34), (40, 32)])
+def test_head_is_the_officials_at_other_sizes(fixture, size):
+    """At 32x32 the last map is 4x4 and any average pooling is the official one; at these sizes it is 5x5 to 6x6
+    (5x4), where the official head averages the top-left 4x4 window only."""
+    model, data = fixture
+    state = dict(read_checkpoint(reference_dir("phc") / "tiny.npz", prefix="sd/"))
+    x = np.random.default_rng(1).normal(size=(2, *size, 4)).astype("float32")
+    logits = {}
+    for pooling in phc_resnet.HEAD_POOLINGS:
+        other = _build(head_pooling=pooling, input_shape=(*size, 4))
+        other.set_weights(model.get_weights())
+        probe = keras.Model(other.input, [other.get_layer("pool").input, other.output])
+        features, logits[pooling] = (to_numpy(t) for t in probe(x))
+    official = _official_head(features, state["linear.weight"], state["linear.bias"])
+    assert np.max(np.abs(logits["official"] - official)) <= tolerance(official)
+    # the global average, the head before issue 12, is another function at these sizes
+    expected = features.mean(axis=(1, 2)) @ state["linear.weight"].T + state["linear.bias"]
+    assert np.max(np.abs(logits["global"] - expected)) <= tolerance(expected)
+    assert np.max(np.abs(expected - official)) > 10 * tolerance(official)
 
 
 def test_converter_zeroes_the_never_added_bias_and_is_strict(fixture):
@@ -52,11 +85,7 @@ def test_converter_zeroes_the_never_added_bias_and_is_strict(fixture):
 
 def test_rgb_input_is_fed_as_a_pure_quaternion(fixture):
     model, data = fixture
-    rgb = phc_resnet.phc_resnet(
-        **phc_resnet.fixture_kwargs(json.loads((reference_dir("phc") / "tiny.json").read_text())),
-        input_shape=(32, 32, 3),
-        classifier_activation=None,
-    )
+    rgb = _build(input_shape=(32, 32, 3))
     assert isinstance(rgb.get_layer("zero_channels"), PrependZeroChannels)
     rgb.set_weights(model.get_weights())
     x = np.transpose(data["input"], (0, 2, 3, 1))[..., 1:]
@@ -67,7 +96,7 @@ def test_rgb_input_is_fed_as_a_pure_quaternion(fixture):
 @pytest.mark.parametrize("n,zeros", [(3, 0), (2, 1)])
 def test_other_algebra_dimensions(n, zeros):
     width = 2 * n  # equal widths: few distinct weight shapes, which JAX compiles an initialiser for each
-    model = phc_resnet.phc_resnet(depths=(1, 1, 1, 1), widths=(width,) * 4, n=n, input_shape=(8, 8, 3))
+    model = phc_resnet.phc_resnet(depths=(1, 1, 1, 1), widths=(width,) * 4, n=n, input_shape=(8, 8, 3), num_classes=10)
     assert any(layer.name == "zero_channels" for layer in model.layers) == bool(zeros)
     assert {layer.n for layer in model.layers if isinstance(layer, PHConv2D)} == {n}
     assert model.get_layer("conv1").factors.shape == (n, 3, 3, (3 + zeros) // n, 2)
@@ -81,5 +110,8 @@ def test_bad_arguments_are_refused():
         phc_resnet.phc_resnet(widths=(6, 12, 24, 48))
     with pytest.raises(ValueError, match="depths"):
         phc_resnet.phc_resnet(depths=(2, 2, 2))
-    with pytest.raises(ValueError, match="CIFAR-10"):
+    with pytest.raises(ValueError, match="head_pooling"):
+        phc_resnet.phc_resnet(head_pooling="max")
+    # the CIFAR-10 mean/std are RGB's
+    with pytest.raises(ValueError, match="include_preprocessing"):
         phc_resnet.phc_resnet(input_shape=(32, 32, 4), include_preprocessing=True)

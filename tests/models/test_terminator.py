@@ -173,6 +173,16 @@ def test_builder_rejects_bad_configurations():
         terminator.terminator(**TINY, local_context="global")
 
 
+def test_other_input_channels_are_declared():
+    # the blocks' widths, and so the declared feature, follow the input's channels
+    with pytest.raises(ValueError, match="pass in_channels=1"):
+        terminator.terminator(**TINY, input_shape=(32, 32, 1))
+    grey = {**TINY, "in_channels": 1, "norm_groups": 4}
+    backbone = terminator.terminator(**grey, input_shape=(32, 32, 1), features_only=True)
+    assert backbone.output["P0"].shape[1:] == (32, 32, 8)
+    assert terminator.ARCH.feature_info({k: v for k, v in grey.items() if k != "num_classes"})[0].channels == 8
+
+
 def test_variants_are_registered_at_cifar_resolution():
     for name, classes, count in (("terminator_cifar10", 10, 1_336_855), ("terminator_cifar100", 100, 1_362_865)):
         info = applications.model_info(name)
