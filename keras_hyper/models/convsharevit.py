@@ -26,9 +26,11 @@ from keras_hyper.models import _base
 CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR_STD = (0.2673, 0.2564, 0.2762)
 LN_EPSILON = 1e-6
+DEFAULT_SIZE = 32  # CIFAR's
 
 
 def convsharevit(
+    x,
     patch_size=4,
     embed_dim=256,
     depth=6,
@@ -37,21 +39,13 @@ def convsharevit(
     mlp_ratio=4,
     padding="valid",
     drop_path_rate=0.0,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    num_classes=100,
-    classifier_activation="softmax",
-    include_preprocessing=False,
-    name="convsharevit",
 ):
-    """Builds a ConvShareViT model.
+    """Builds a ConvShareViT model (the public builder `keras_hyper.models.convsharevit.convsharevit` takes these
+    arguments and the keras.applications ones; this network function maps an input tensor to the token grid and
+    the head).
 
     Args:
-        patch_size: side of the square patches of the convolutional patch embedding.
+        patch_size: side of the square patches of the convolutional patch embedding, a power of two.
         embed_dim: token width D, a square number (each token is an `s x s` tile, s = sqrt(D)).
         depth: transformer blocks.
         num_heads: attention heads (each with its own shared query, key and value kernels).
@@ -60,13 +54,14 @@ def convsharevit(
         padding: `"valid"` or `"same"`, the attention's query/key/value convolutions (the paper's central
             comparison: valid-padded ones learn attention).
         drop_path_rate: stochastic depth, linear from 0 over the blocks.
-        include_top, weights, input_tensor, input_shape, pooling, num_classes, classifier_activation,
-        include_preprocessing, name: as in `keras.applications` (default input 32x32 and 100 classes, CIFAR-100,
-        the paper's dataset); `weights` is a local file. Without the head the model returns the patch tokens on
-        their grid `(B, H/p, W/p, D)`, pooled by `pooling`.
 
-    Returns:
-        A functional `keras.Model`.
+    The paper's dataset is CIFAR-100: the default input is 32x32 (the position table is sized by the input's
+    token grid; a dynamic size keeps the 32x32 table and resizes it). Features: `P<log2 patch_size>` (`P2` for
+    the registered variants), the normalised patch tokens on their grid `(B, H/p, W/p, D)`, class token dropped;
+    the head reads the class token of the same sequence. Example:
+
+        model = convsharevit(embed_dim=256, depth=6, num_heads=4, padding="same", num_classes=100)
+        backbone = convsharevit(features_only=True)    # {"P2": (B, 8, 8, 256)} for the default 32x32 input
     """
     for label, value in (("patch_size", patch_size), ("depth", depth)):
         if not isinstance(value, int) or value < 1:
@@ -77,16 +72,10 @@ def convsharevit(
     attention = [SharedConvAttention(num_heads, kernel_size, padding, name=f"blocks-{i}-attn") for i in range(depth)]
     mlps = [SharedConvMLP(mlp_ratio, kernel_size, name=f"blocks-{i}-mlp") for i in range(depth)]
     rates = _base.drop_path_rates(drop_path_rate, depth)
-    _base.validate_head(include_top, pooling, num_classes, classifier_activation)
-    inputs = x = _base.image_input(input_tensor, input_shape, default_size=32, min_size=max(32, patch_size))
-    for size in inputs.shape[1:3]:
+    for size in x.shape[1:3]:
         if size is not None and size % patch_size:
-            raise ValueError(
-                f"Input height and width must be multiples of patch_size={patch_size}, got {inputs.shape}."
-            )
-    height, width = (size or 32 for size in inputs.shape[1:3])
-    if include_preprocessing:
-        x = _base.preprocessing(x, ARCH.mean, ARCH.std)
+            raise ValueError(f"Input height and width must be multiples of patch_size={patch_size}, got {x.shape}.")
+    height, width = (size or DEFAULT_SIZE for size in x.shape[1:3])
 
     x = grid = Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed-proj")(x)
     x = ClassTokenEmbedding((height // patch_size, width // patch_size), name="embedding")(x)
@@ -97,15 +86,19 @@ def convsharevit(
             if rates[i] > 0:
                 y = DropPath(rates[i], name=f"blocks-{i}-drop_path{part}")(y)
             x = keras.layers.Add(name=f"blocks-{i}-add{part}")([x, y])
-    x = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="norm")(x)
+    tokens = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="norm")(x)
+    features = {_features(patch_size, embed_dim)[0].key: PatchTokenGrid(name="patch_grid")([tokens, grid])}
 
-    if include_top:
-        x = ClassTokenSelect(name="cls")(x)
-        x = keras.layers.Dense(num_classes, name="head")(x)
-        x = _base.predictions(x, classifier_activation)
-    else:
-        x = _base.pool(PatchTokenGrid(name="patch_grid")([x, grid]), pooling)
-    return _base.finish(inputs, x, name=name, weights=weights, arch=ARCH)
+    def head(_, num_classes):
+        # the class token is not on the grid: read the sequence
+        y = ClassTokenSelect(name="cls")(tokens)
+        return keras.layers.Dense(num_classes, name="head")(y)
+
+    return _base.Network(features, head)
+
+
+def _features(patch_size, embed_dim, **_):
+    return _base.pyramid([embed_dim], [patch_size])
 
 
 def convert_convsharevit(state_dict, model):
@@ -151,13 +144,31 @@ _PAPER = _base.Paper(
 _CIFAR = dict(patch_size=4, embed_dim=256, depth=6, num_heads=4, kernel_size=3, mlp_ratio=4, num_classes=100)
 
 VARIANTS = (
-    _base.Variant("convsharevit_valid", dict(_CIFAR, padding="valid"), num_params=63_200, input_size=32, crop_pct=1.0),
-    _base.Variant("convsharevit_same", dict(_CIFAR, padding="same"), num_params=63_200, input_size=32, crop_pct=1.0),
+    _base.Variant(
+        "convsharevit_valid",
+        dict(_CIFAR, padding="valid"),
+        num_params=63_200,
+        input_size=32,
+        crop_pct=1.0,
+        builder_name="ConvShareViTValid",
+    ),
+    _base.Variant(
+        "convsharevit_same",
+        dict(_CIFAR, padding="same"),
+        num_params=63_200,
+        input_size=32,
+        crop_pct=1.0,
+        builder_name="ConvShareViTSame",
+    ),
 )
 
 ARCH = _base.Architecture(
     name="convsharevit",
-    builder=convsharevit,
+    network=convsharevit,
+    features=_features,
+    num_classes=100,
+    input_size=DEFAULT_SIZE,
+    min_size=lambda patch_size, **_: max(32, patch_size),
     convert=convert_convsharevit,
     paper=_PAPER,
     variants=VARIANTS,
@@ -166,11 +177,14 @@ ARCH = _base.Architecture(
     classifier="head",
     classifier_key="head.weight",
     tiny=dict(patch_size=8, embed_dim=16, depth=1, num_heads=2, kernel_size=3, mlp_ratio=2, num_classes=10),
+    # The output convolutions' bias is one scalar per block added to the whole tile, i.e. to every feature of a
+    # token alike, and the residual stream is read only through per-token LayerNorms, which subtract it: its
+    # gradient is zero up to rounding at any depth (a dead parameter of this reading, as a PyTorch port would have).
+    zero_grad_at_init=("blocks-0-attn/out_bias", "blocks-0-mlp/out_bias"),
     min_input_size=32,
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     interpolation="bilinear",
 )
 
-ConvShareViTValid = _base.variant_builder("ConvShareViTValid", "convsharevit_valid")
-ConvShareViTSame = _base.variant_builder("ConvShareViTSame", "convsharevit_same")
+convsharevit = ARCH.builder

@@ -1,5 +1,5 @@
-"""ConvShareViT: the converter of the PyTorch-port layout, the two padding kinds, stochastic depth and the
-builder's checks. (There is no official code or fixture; the harness checks the rest.)"""
+"""ConvShareViT: the converter of the PyTorch-port layout, the two padding kinds, stochastic depth, the
+token-grid feature and the builder's checks. (There is no official code or fixture; the harness checks the rest.)"""
 
 import keras
 import numpy as np
@@ -8,7 +8,7 @@ from testutil import to_numpy
 
 from keras_hyper import applications
 from keras_hyper.layers import DropPath, SharedConvAttention
-from keras_hyper.models import convsharevit
+from keras_hyper.models import _base, convsharevit
 
 SMALL = dict(patch_size=8, embed_dim=16, depth=2, num_heads=2, kernel_size=3, mlp_ratio=2, num_classes=7)
 X = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
@@ -74,3 +74,4 @@ def test_variants_are_ours_and_have_no_weights():
     for name in ("convsharevit_valid", "convsharevit_same"):
         info = applications.model_info(name)
         assert (info.num_params, info.input_size, info.weight_tags) == (63_200, 32, ())
+        assert info.features == (_base.Feature("P2", 4, 256),)  # the token grid at stride patch_size

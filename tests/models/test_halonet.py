@@ -1,11 +1,10 @@
-"""HaloNet: the fixture's per-stage features, small timm ByobNets with the features the fixtures lack (SE, ECA,
-grouped convs, a stem without pool, `downsample=''`, `bottle_in`/`linear_out`, a final conv, odd blocks with the
-average-pool stride) converted from their state dicts, the variant configurations against timm's, and the
-builder's argument checks. (Whole-model parity on the fixture cases, parameter counts and LiteRT export are in
-tests/harness.py.)"""
+"""HaloNet: the fixture's stem output, small timm ByobNets with the features the fixtures lack (SE, ECA, grouped
+convs, a stem without pool, `downsample=''`, `bottle_in`/`linear_out`, a final conv, odd blocks with the
+average-pool stride) converted from their state dicts, the variant configurations and backbone features against
+timm's, and the builder's argument checks. (Whole-model parity and the per-stage features on the fixture cases,
+through `features_only`, parameter counts and LiteRT export are in tests/harness.py.)"""
 
 import dataclasses
-import inspect
 import json
 
 import keras
@@ -13,21 +12,14 @@ import numpy as np
 import pytest
 from testutil import reference_dir, to_numpy
 
+from keras_hyper import applications
 from keras_hyper.convert.checkpoint import read_checkpoint
 from keras_hyper.convert.reference import tolerance
 from keras_hyper.models import halonet
 
-# fixture feature -> our layer whose output it is (each stage ends in its last block's activation)
-FEATURES = {
-    "stem": "stem-pool",
-    "stage0": "stages-0-0-act",
-    "stage1": "stages-1-0-act",
-    "stage2": "stages-2-1-act",
-    "stage3": "stages-3-1-act",
-}
 
-
-def test_stage_features_match_timm():
+def test_stem_matches_timm():
+    """The stem's max pool, the one recorded intermediate that is not a backbone feature."""
     folder = reference_dir("halonet")
     meta = json.loads((folder / "tiny_strong.json").read_text())
     data = np.load(folder / "tiny_strong.npz")
@@ -35,12 +27,10 @@ def test_stage_features_match_timm():
         **halonet.fixture_kwargs(meta), num_classes=10, input_shape=(128, 128, 3), classifier_activation=None
     )
     halonet.convert_halonet(read_checkpoint(folder / "tiny_strong.npz", prefix="sd/"), model)
-    probe = keras.Model(model.input, [model.get_layer(name).output for name in FEATURES.values()])
-    outputs = probe(np.transpose(data["input"], (0, 2, 3, 1)))
-    for (key, name), out in zip(FEATURES.items(), outputs):
-        ref = np.transpose(data[f"feat/{key}"], (0, 2, 3, 1))
-        diff = np.max(np.abs(to_numpy(out) - ref))
-        assert diff <= tolerance(ref), f"{key} ({name}): max |diff| {diff}"
+    probe = keras.Model(model.input, model.get_layer("stem-pool").output)
+    out = to_numpy(probe(np.transpose(data["input"], (0, 2, 3, 1))))
+    ref = np.transpose(data["feat/stem"], (0, 2, 3, 1))
+    assert np.max(np.abs(out - ref)) <= tolerance(ref)
 
 
 def _timm_cfg(byobnet, **kwargs):
@@ -139,29 +129,23 @@ def test_variant_configurations_are_timms(variant):
     """Every registered configuration reads back from timm's own `model_cfgs` (no model is built)."""
     byoanet = pytest.importorskip("timm.models.byoanet")
     cfg = byoanet.model_cfgs[variant.timm_name.removesuffix("_256")]  # timm registers "<cfg>_256" for 256 px
-    meta = {"kwargs": {"cfg": dataclasses.asdict(cfg)}}
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(halonet.halonet).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    expected = {**defaults, **halonet.fixture_kwargs(meta)}
-    ours = {**defaults, **variant.kwargs}
-    assert halonet._expand(**_expand_args(ours)) == halonet._expand(**_expand_args(expected))
+    expected = halonet.ARCH.network_kwargs(halonet.fixture_kwargs({"kwargs": {"cfg": dataclasses.asdict(cfg)}}))
+    ours = halonet.ARCH.network_kwargs({k: v for k, v in variant.kwargs.items() if k != "num_classes"})
+    assert halonet._plan(**ours) == halonet._plan(**expected)
     for key in ("stem_chs", "stem_type", "stem_pool", "downsample", "num_features", "act", "width_factor"):
         assert ours[key] == expected[key], key
 
 
-def _expand_args(kwargs):
-    return dict(
-        blocks=kwargs["blocks"],
-        width_factor=kwargs.get("width_factor", 1.0),
-        attn_layer=kwargs.get("attn_layer"),
-        attn_kwargs=kwargs.get("attn_kwargs") or {},
-        self_attn_layer=kwargs.get("self_attn_layer", "halo"),
-        self_attn_kwargs=kwargs.get("self_attn_kwargs") or {},
-        block_kwargs=kwargs.get("block_kwargs") or {},
-    )
+@pytest.mark.parametrize("variant", halonet.VARIANTS, ids=[v.name for v in halonet.VARIANTS])
+def test_variant_features_are_timms(variant):
+    """The declared backbone features are timm's `feature_info` past the stem (stride, channels), which ends in
+    `final_conv`: the last stage's output, or the final 1x1 conv where there is one."""
+    timm = pytest.importorskip("timm")
+    info = timm.create_model(variant.timm_name, pretrained=False).feature_info
+    assert info[0]["module"].startswith("stem") and info[-1]["module"] == "final_conv"
+    features = applications.model_info(variant.name).features
+    assert [(f.stride, f.channels) for f in features] == [(f["reduction"], f["num_chs"]) for f in info[1:]]
+    assert [f.key for f in features] == ["P2", "P3", "P4", "P5"]
 
 
 def test_builder_rejects_bad_arguments():
