@@ -282,4 +282,5 @@ ARCH = _base.Architecture(
         scorer_hidden=8,
     ),
     example_inputs=_example_inputs,
+    kind="hypergraph",
 )

@@ -280,6 +280,7 @@ ARCH = _base.Architecture(
     source="https://arxiv.org/abs/2110.00745",
     tiny=TINY,
     example_inputs=example_inputs,
+    kind="audio",
     # keras.ops.istft lowers to tf.Complex + tf.IRFFT under TensorFlow, which LiteRT only runs as Flex ops (the
     # forward STFT converts to builtin ops)
     litert=False,

@@ -453,6 +453,7 @@ ARCH = _base.Architecture(
         official_unused_weights=False,
     ),
     example_inputs=_tiny_inputs,
+    kind="knowledge graph",
     # InteractE's bn0 scale reaches the loss only through a bias-free convolution followed by the training-mode
     # bn1, which normalises any per-map scale away while bn0's shift is still zero: its first gradient is zero up
     # to BatchNorm's epsilon (the official architecture; the weight matters at inference)

@@ -277,10 +277,20 @@ _SWIN_T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), wind
 # trainable parameters with PASCAL-Context's four tasks: adapters + heads (the heads alone are 962,080; the frozen
 # backbone is Swin-T's 27,517,818, timm's swin_tiny_patch4_window7_224 less its classifier and final norm)
 VARIANTS = (
-    _base.Variant("polyhistor_swin_t", dict(_SWIN_T, adapter="polyhistor"), num_params=2_820_704),
-    _base.Variant("polyhistor_lite_swin_t", dict(_SWIN_T, adapter="lite"), num_params=1_087_412),
     _base.Variant(
-        "swin_t_multitask_finetune", dict(_SWIN_T, adapter=None, freeze_backbone=False), num_params=28_479_898
+        "polyhistor_swin_t", dict(_SWIN_T, adapter="polyhistor"), num_params=2_820_704, builder_name="PolyhistorSwinT"
+    ),
+    _base.Variant(
+        "polyhistor_lite_swin_t",
+        dict(_SWIN_T, adapter="lite"),
+        num_params=1_087_412,
+        builder_name="PolyhistorLiteSwinT",
+    ),
+    _base.Variant(
+        "swin_t_multitask_finetune",
+        dict(_SWIN_T, adapter=None, freeze_backbone=False),
+        num_params=28_479_898,
+        builder_name="SwinTMultiTaskFinetune",
     ),
 )
 
@@ -311,8 +321,5 @@ ARCH = _base.Architecture(
         head_dim=8,
     ),
     example_inputs=_example_inputs,
+    kind="dense prediction",
 )
-
-PolyhistorSwinT = _base.variant_builder("PolyhistorSwinT", "polyhistor_swin_t")
-PolyhistorLiteSwinT = _base.variant_builder("PolyhistorLiteSwinT", "polyhistor_lite_swin_t")
-SwinTMultiTaskFinetune = _base.variant_builder("SwinTMultiTaskFinetune", "swin_t_multitask_finetune")

@@ -112,8 +112,15 @@ def _example_inputs(batch):
 _README = dict(equivariant_size=1024, hypernetwork="linear", bias_hypernet=False, predictor=(), bias_pred=False)
 
 VARIANTS = (
-    _base.Variant("sie_predictor_rot", dict(_README, latent_size=4), num_params=4_194_304),
-    _base.Variant("sie_predictor_rotcolor", dict(_README, latent_size=6), num_params=6_291_456),
+    _base.Variant(
+        "sie_predictor_rot", dict(_README, latent_size=4), num_params=4_194_304, builder_name="SIEPredictorRot"
+    ),
+    _base.Variant(
+        "sie_predictor_rotcolor",
+        dict(_README, latent_size=6),
+        num_params=6_291_456,
+        builder_name="SIEPredictorRotColor",
+    ),
 )
 
 ARCH = _base.Architecture(
@@ -136,7 +143,5 @@ ARCH = _base.Architecture(
     ),
     # no `fixture`: harness parity is image-only; tests/models/test_sie.py checks both official cases
     example_inputs=_example_inputs,
+    kind="embedding",
 )
-
-SIEPredictorRot = _base.variant_builder("SIEPredictorRot", "sie_predictor_rot")
-SIEPredictorRotColor = _base.variant_builder("SIEPredictorRotColor", "sie_predictor_rotcolor")
