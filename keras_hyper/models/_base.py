@@ -63,6 +63,24 @@ def feature_key(stride):
     return f"P{stride.bit_length() - 1}" if stride & (stride - 1) == 0 else f"S{stride}"
 
 
+def stage_args(depths, dims):
+    """`depths` (blocks per stage, positive integers) and `dims` (channels per stage) as tuples, checked to have one
+    entry per stage, at least one stage."""
+    depths, dims = tuple(depths), tuple(dims)
+    if len(depths) != len(dims) or not depths:
+        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
+    if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
+        raise ValueError(f"depths must be positive integers, got {depths}.")
+    return depths, dims
+
+
+def convnext_features(depths, dims, **_):
+    """The features of a ConvNeXt-style network (a stride-4 stem, then stages doubling the stride):
+    P2, P3, ... with `dims` channels."""
+    _, dims = stage_args(depths, dims)
+    return pyramid(dims, [2 ** (i + 2) for i in range(len(dims))])
+
+
 def pyramid(channels, strides=(4, 8, 16, 32)):
     """The `Feature`s of stages with these channels and strides (a ViT's single stride-16 token grid is
     `pyramid([dim], [16])`)."""
@@ -202,6 +220,9 @@ class Architecture:
                 f"Architecture {self.name!r}: an image classifier needs `classifier` and `classifier_key`; "
                 "a non-image architecture declares `example_inputs` instead."
             )
+        if self.network is not None and getattr(self.builder, "network", None) is self.network:
+            # `dataclasses.replace` hands the generated builder back: build it anew, bound to this architecture
+            object.__setattr__(self, "builder", None)
         if (self.builder is None) == (self.network is None):
             raise ValueError(f"Architecture {self.name!r} needs exactly one of `network` (image) and `builder`.")
         if (self.kind == "image") != (self.network is not None):
@@ -428,5 +449,6 @@ def _image_builder(arch):
     builder.__name__ = builder.__qualname__ = arch.network.__name__
     builder.__module__ = arch.network.__module__
     builder.__signature__ = signature
+    builder.network = arch.network
     builder.__doc__ = (inspect.getdoc(arch.network) or "") + "\n" + _APP_DOC
     return builder

@@ -123,7 +123,7 @@ def attnet(
         model = attnet(depths=(2, 2, 4, 2), dims=(32, 64, 128, 240), num_classes=10)
         pyramid = attnet(features_only=True)                 # {"P2": (B, H/4, W/4, 64), ..., "P5": ...}
     """
-    depths, dims = _stages(depths, dims)
+    depths, dims = _base.stage_args(depths, dims)
     stages = len(depths)
     exp_rates = _per_stage("exp_rates", exp_rates, stages)
     kernel_sizes = _per_stage("kernel_sizes", kernel_sizes, stages)
@@ -165,18 +165,6 @@ def attnet(
         return keras.layers.Dense(num_classes, kernel_initializer=_init(), name="head")(x)
 
     return _base.Network(features, head)
-
-
-def _stages(depths, dims):
-    depths, dims = tuple(depths), tuple(dims)
-    if len(depths) != len(dims) or not depths:
-        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
-    return depths, dims
-
-
-def _features(depths, dims, **_):
-    _, dims = _stages(depths, dims)
-    return _base.pyramid(dims, [2 ** (i + 2) for i in range(len(dims))])
 
 
 # The official `act_layer` classes with a Keras activation of the same function (GELU: exact erf in both).
@@ -305,7 +293,7 @@ VARIANTS = (
 ARCH = _base.Architecture(
     name="attnet",
     network=attnet,
-    features=_features,
+    features=_base.convnext_features,
     min_size=lambda depths, **_: 2 ** (len(depths) + 1),
     convert=convert_attnet,
     paper=_PAPER,

@@ -86,7 +86,7 @@ def convnext_dcls(
         model = convnext_dcls(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384), num_classes=10)
         pyramid = convnext_dcls(features_only=True)          # {"P2": (B, H/4, W/4, 96), ..., "P5": ...}
     """
-    depths, dims = _stages(depths, dims)
+    depths, dims = _base.stage_args(depths, dims)
     if not isinstance(dcls_kernel_size, int) or dcls_kernel_size < 1 or dcls_kernel_size % 2 == 0:
         raise ValueError(f"dcls_kernel_size must be a positive odd integer, got {dcls_kernel_size!r}.")
     if not isinstance(dcls_kernel_count, int) or dcls_kernel_count < 1:
@@ -122,21 +122,6 @@ def convnext_dcls(
         return keras.layers.Dense(num_classes, kernel_initializer=_init(head_init_scale), name="head")(x)
 
     return _base.Network(features, head)
-
-
-def _stages(depths, dims):
-    depths, dims = tuple(depths), tuple(dims)
-    if len(depths) != len(dims) or not depths or min(depths) < 1:
-        raise ValueError(
-            f"depths and dims must have the same non-zero length and every depth must be >= 1, got depths={depths}, "
-            f"dims={dims}."
-        )
-    return depths, dims
-
-
-def _features(depths, dims, **_):
-    _, dims = _stages(depths, dims)
-    return _base.pyramid(dims, [2 ** (i + 2) for i in range(len(dims))])
 
 
 def _dcls_weight(w):
@@ -257,7 +242,7 @@ VARIANTS = (
 ARCH = _base.Architecture(
     name="convnext_dcls",
     network=convnext_dcls,
-    features=_features,
+    features=_base.convnext_features,
     min_size=lambda depths, **_: 2 ** (len(depths) + 1),
     convert=convert_convnext_dcls,
     paper=_PAPER,

@@ -10,6 +10,8 @@ torch backend's variables, forbids '.' in their names), so that the converter is
 Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, dims[-1])`; logits `(B, num_classes)`.
 """
 
+import re
+
 import keras
 
 from keras_hyper.convert import mapping
@@ -78,7 +80,7 @@ def inceptionnext(
         model = inceptionnext(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), num_classes=10)
         pyramid = inceptionnext(features_only=True)          # {"P2": (B, H/4, W/4, 96), ..., "P5": ...}
     """
-    depths, dims = _stages(depths, dims)
+    depths, dims = _base.stage_args(depths, dims)
     if isinstance(mlp_ratios, (int, float)):
         mlp_ratios = (mlp_ratios,) * len(depths)
     mlp_ratios = tuple(mlp_ratios)
@@ -122,16 +124,63 @@ def inceptionnext(
     return _base.Network(features, head)
 
 
-def _stages(depths, dims):
-    depths, dims = tuple(depths), tuple(dims)
-    if len(depths) != len(dims) or not depths:
-        raise ValueError(f"depths and dims must have the same non-zero length, got depths={depths}, dims={dims}.")
-    return depths, dims
+_MIXER_ARGS = ("square_kernel_size", "band_kernel_size", "branch_ratio")
 
 
-def _features(depths, dims, **_):
-    depths, dims = _stages(depths, dims)
-    return _base.pyramid(dims, [2 ** (i + 2) for i in range(len(dims))])
+def _mixer_kwargs(mixer):
+    """The InceptionDWConv2d arguments of an official `token_mixers` entry: the class itself (its defaults), a
+    `functools.partial` of it, or the text the reference fixtures record ("partial(InceptionDWConv2d, k=v, ...)")."""
+    if isinstance(mixer, str):
+        if "InceptionDWConv2d" not in mixer:
+            raise ValueError(f"token_mixers={mixer!r}: only InceptionDWConv2d has a port here.")
+        pairs = re.findall(r"(\w+)=([\w.]+)", mixer)
+        return {k: (float(v) if "." in v else int(v)) for k, v in pairs}
+    func, keywords = getattr(mixer, "func", mixer), dict(getattr(mixer, "keywords", None) or {})
+    if getattr(func, "__name__", "") != "InceptionDWConv2d":
+        raise ValueError(f"token_mixers={mixer!r}: only InceptionDWConv2d has a port here.")
+    if keywords.get("dilation", 1) != 1:
+        raise ValueError(f"token_mixers={mixer!r}: dilated mixers (output_stride < 32) have no port here.")
+    keywords.pop("dilation", None)
+    return keywords
+
+
+def from_official(kwargs):
+    """The builder kwargs of the official `MetaNeXt(**kwargs)` (sail-sg/inceptionnext and timm's
+    `inception_next.MetaNeXt`: a variant's config or a reference fixture's `kwargs`). Arguments it leaves out take
+    the builder's defaults, which are the official constructor's.
+
+    `token_mixers` is InceptionDWConv2d, a `functools.partial` of it (or one per stage, all alike), or its text
+    as the fixtures record it; `in_chans` sets the input channels. Arguments whose other values the port does not
+    implement (`output_stride` < 32, another `norm_layer`/`act_layer`/`global_pool`, different mixers per stage)
+    are refused rather than silently built as the defaults.
+    """
+    kwargs = dict(kwargs)
+    for name, default in (("output_stride", 32), ("global_pool", "avg")):
+        if kwargs.pop(name, default) != default:
+            raise ValueError(f"{name}={kwargs.get(name)!r}: only {name}={default!r} has a port here.")
+    for name, default in (("norm_layer", "BatchNorm2d"), ("act_layer", "GELU")):
+        layer = kwargs.pop(name, None)
+        if layer is not None and getattr(layer, "__name__", str(layer)).rsplit(".", 1)[-1] != default:
+            raise ValueError(f"{name}={layer!r}: only {default} has a port here.")
+    out = {}
+    mixers = kwargs.pop("token_mixers", None)
+    if mixers is not None:
+        per_stage = [_mixer_kwargs(m) for m in (mixers if isinstance(mixers, (list, tuple)) else [mixers])]
+        if any(m != per_stage[0] for m in per_stage):
+            raise ValueError(f"token_mixers differ between stages ({per_stage}); the port takes one mixer for all.")
+        unknown = sorted(set(per_stage[0]) - set(_MIXER_ARGS))
+        if unknown:
+            raise ValueError(f"InceptionDWConv2d takes no argument(s) {unknown} here.")
+        out.update(per_stage[0])
+    in_chans = kwargs.pop("in_chans", 3)
+    if in_chans != 3:
+        out["input_shape"] = (None, None, in_chans)
+    known = {"depths", "dims", "mlp_ratios", "drop_rate", "drop_path_rate", "ls_init_value", "num_classes"}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"MetaNeXt takes no argument(s) {unknown} here.")
+    out.update({k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in kwargs.items()})
+    return out
 
 
 def convert_inceptionnext(state_dict, model):
@@ -202,7 +251,7 @@ VARIANTS = (
 ARCH = _base.Architecture(
     name="inceptionnext",
     network=inceptionnext,
-    features=_features,
+    features=_base.convnext_features,
     min_size=lambda depths, **_: 2 ** (len(depths) + 1),
     convert=convert_inceptionnext,
     paper=_PAPER,
@@ -213,6 +262,7 @@ ARCH = _base.Architecture(
     classifier_key="head.fc2.weight",
     tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), band_kernel_size=7, branch_ratio=0.25, num_classes=10),
     fixture="inceptionnext",
+    fixture_kwargs=lambda meta: from_official(meta["kwargs"]),
     fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
     reparameterize=reparameterize,
 )

@@ -9,6 +9,7 @@ from testutil import to_numpy
 from keras_hyper import applications
 from keras_hyper.convert.reference import tolerance
 from keras_hyper.models import inceptionnext
+from keras_hyper.weights import files as weights_lib
 from keras_hyper.weights import store
 
 torch = pytest.importorskip("torch")
@@ -19,7 +20,10 @@ def _perturbed_timm(name, **kwargs):
     """A timm model whose weights are redrawn at unit scale with non-trivial BN statistics, so that a mapping
     error moves the output far beyond the tolerance (timm's own init leaves the output nearly constant)."""
     torch.manual_seed(0)
-    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    return _perturb(timm.create_model(name, pretrained=False, **kwargs).eval())
+
+
+def _perturb(model):
     with torch.no_grad():
         for key, value in model.state_dict().items():
             if key.endswith("num_batches_tracked"):
@@ -98,28 +102,67 @@ def test_num_classes_must_match_the_checkpoint_head(atto_checkpoint):
         applications.load("inceptionnext_atto", weights=str(path), num_classes=10, input_shape=(96, 96, 3))
 
 
-@pytest.mark.parametrize(
-    "mixer", [dict(band_kernel_size=11, branch_ratio=0.125), dict(band_kernel_size=5, branch_ratio=1 / 3)]
-)
-def test_configurations_match_timm(mixer):
-    """Non-default mixers and MLP ratios, converted directly with convert_inceptionnext."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_drawn_official_configurations_match_timm(seed):
+    """The official constructor's configuration space, drawn: stage count, depths, widths, mixer kernels and
+    split, MLP ratios, input channels and classes; an odd, non-square input and batch 3. Built through
+    `from_official`, converted with the strict converter, the logits and every stage compared."""
     from functools import partial
 
     from timm.models.inception_next import InceptionDWConv2d, MetaNeXt
 
-    config = dict(depths=(1, 2, 1, 1), dims=(24, 48, 72, 96), mlp_ratios=(2, 3, 4, 2))
-    torch.manual_seed(0)
-    reference = MetaNeXt(num_classes=7, token_mixers=partial(InceptionDWConv2d, **mixer), **config).eval()
-    with torch.no_grad():
-        for p in reference.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    x, logits, _ = _timm_io(reference, 64)
-    model = inceptionnext.inceptionnext(
-        **config, **mixer, num_classes=7, input_shape=(64, 64, 3), classifier_activation=None
+    rng = np.random.default_rng(seed)
+    stages = int(rng.integers(2, 5))
+    mixer = dict(
+        square_kernel_size=int(rng.choice([3, 5])),
+        band_kernel_size=int(rng.choice([5, 7, 9, 11])),
+        branch_ratio=float(rng.choice([0.125, 0.25, 1 / 3])),
     )
-    state = {k: v.numpy() for k, v in reference.state_dict().items()}
-    inceptionnext.convert_inceptionnext(state, model)
+    kwargs = dict(
+        depths=[int(d) for d in rng.integers(1, 3, stages)],
+        dims=[int(8 * w) for w in rng.integers(2, 7, stages)],
+        mlp_ratios=[int(r) for r in rng.integers(2, 5, stages)],
+        num_classes=int(rng.integers(2, 12)),
+        in_chans=int(rng.integers(1, 5)),
+        token_mixers=partial(InceptionDWConv2d, **mixer),
+    )
+    torch.manual_seed(seed)
+    reference = _perturb(MetaNeXt(**kwargs).eval())
+    height = 2 ** (stages + 1) + 2 * int(rng.integers(1, 12)) + 1
+    width = height + int(rng.integers(3, 9))
+    x = rng.normal(size=(3, kwargs["in_chans"], height, width)).astype("float32")
+    with torch.no_grad():
+        logits = reference(torch.from_numpy(x)).numpy()
+        stage_maps = reference.forward_intermediates(torch.from_numpy(x), intermediates_only=True)
+
+    config = inceptionnext.from_official(kwargs)
+    config["input_shape"] = (height, width, kwargs["in_chans"])
+    model = inceptionnext.inceptionnext(**config, classifier_activation=None)
+    inceptionnext.convert_inceptionnext({k: v.numpy() for k, v in reference.state_dict().items()}, model)
+    x = np.transpose(x, (0, 2, 3, 1))
     assert np.max(np.abs(to_numpy(model(x)) - logits)) <= tolerance(logits)
+    backbone = inceptionnext.inceptionnext(**config, features_only=True)
+    weights_lib.transfer(model, backbone)
+    for got, expected in zip(backbone(x).values(), stage_maps, strict=True):
+        expected = np.transpose(expected.numpy(), (0, 2, 3, 1))
+        assert np.max(np.abs(to_numpy(got) - expected)) <= tolerance(expected)
+
+
+def test_from_official_refuses_what_it_cannot_build():
+    from functools import partial
+
+    from timm.models.inception_next import InceptionDWConv2d
+
+    with pytest.raises(ValueError, match="output_stride"):
+        inceptionnext.from_official(dict(output_stride=16))
+    with pytest.raises(ValueError, match="differ between stages"):
+        mixers = [partial(InceptionDWConv2d, band_kernel_size=k) for k in (7, 9)]
+        inceptionnext.from_official(dict(depths=(1, 1), dims=(8, 16), token_mixers=mixers))
+    with pytest.raises(ValueError, match="norm_layer"):
+        inceptionnext.from_official(dict(norm_layer=torch.nn.LayerNorm))
+    with pytest.raises(ValueError, match="no argument"):
+        inceptionnext.from_official(dict(depth=(1, 1)))
+    assert inceptionnext.from_official(dict(token_mixers=InceptionDWConv2d)) == {}
 
 
 def test_converter_lists_missing_and_unexpected_keys():

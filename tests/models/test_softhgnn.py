@@ -161,6 +161,9 @@ def test_mean_pooling_and_other_grids():
     assert model.get_layer("mean") is not None
     features = softhgnn.softhgnn(**SMALL, include_top=False, input_shape=(48, 64, 3))
     assert features.output_shape == (None, 6, 8, 16)
+    # a patch size that is no power of two has no P level: its grid is keyed by its stride
+    grid = softhgnn.softhgnn(**{**SMALL, "patch_size": 6}, input_shape=(36, 36, 3), features_only=True)
+    assert list(grid.output) == ["S6"] and tuple(grid.output["S6"].shape) == (None, 6, 6, 16)
 
 
 def test_builder_rejects_bad_configurations():
@@ -168,8 +171,6 @@ def test_builder_rejects_bad_configurations():
         softhgnn.softhgnn(**SMALL, input_shape=(36, 36, 3))
     with pytest.raises(ValueError, match="at least 8"):  # one patch is the minimum
         softhgnn.softhgnn(**SMALL, input_shape=(4, 8, 3))
-    with pytest.raises(ValueError, match="power of two"):  # the token grid's feature key is P<log2 stride>
-        softhgnn.softhgnn(**{**SMALL, "patch_size": 6}, input_shape=(36, 36, 3))
     with pytest.raises(ValueError, match="pool must be one of"):
         softhgnn.softhgnn(**{**SMALL, "pool": "max"})
     with pytest.raises(ValueError, match="top_k must be an integer in"):
