@@ -151,7 +151,7 @@ def convert_convfirst(state_dict, model):
     grouped kernels `(C, group_width, k, k)`). No official checkpoint exists; this is the converter for
     ConvFirst models trained in PyTorch with these names. Strict, as every converter here (BatchNorm's
     `num_batches_tracked` counters ignored)."""
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         m.standard(layer, key)  # a grouped kernel (out, in/groups, kh, kw) maps like a dense one

@@ -118,7 +118,7 @@ def convert_crossd_resnet(state_dict, model):
     `rotation_params.{0,1,3}` (1x1 conv, BatchNorm, 1x1 conv). BatchNorm's `num_batches_tracked` is a training
     counter and is ignored.
     """
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         if m.standard(layer, key):

@@ -188,7 +188,7 @@ def convert_cvcnn(state_dict, model):
     statistics. Strict: every tensor consumed (`num_batches_tracked` is a training counter and is ignored),
     every variable assigned.
     """
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         if m.standard(layer, key):

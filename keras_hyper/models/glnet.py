@@ -271,7 +271,7 @@ def convert_glnet(state_dict, model):
     Strict: every tensor is consumed (BatchNorm's `num_batches_tracked` is a training counter and is ignored)
     and every model variable is assigned; shapes are checked against both names.
     """
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         if m.standard(layer, key):

@@ -150,7 +150,7 @@ def convert_halonet(state_dict, model):
     Strict: every tensor is consumed (BatchNorm's `num_batches_tracked` is a training counter and is ignored)
     and every model variable is assigned; shapes are checked against both names.
     """
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         if isinstance(layer, keras.layers.Conv1D):  # ECA: PyTorch Conv1d (1, 1, k) -> Keras (k, 1, 1)

@@ -255,7 +255,7 @@ def convert_hyperformer(state_dict, model):
     global random state): a `chequer_perm` entry `(permutations, 2 * hidden)` is used when present, the
     model's own otherwise. FMoELinear weights `(experts, out, in)` become `(experts, in, out)`.
     """
-    ignore = [r".*\.num_batches_tracked$", r"bn2\.running_(mean|var)$"]
+    ignore = [r"bn2\.running_(mean|var)$"]
     names = {layer.name for layer in model.layers}
     if "official_unused" not in names:
         ignore += [

@@ -123,7 +123,7 @@ def lighthgnn_mlp(
 # (`layers1.bn.*`) and DHG's `HGNN` / `HGNNP` do the same in `layers.1` (`layers.1.bn.*`); the layer creates the
 # BatchNorm from `use_bn` but applies it only when `is_last` is False, so the last layer's BN is dead weight
 # (its output is the logits, straight after smoothing). `num_batches_tracked` is a training counter.
-IGNORED_TEACHER_KEYS = (r".*\.num_batches_tracked$", r"layers\.?1\.bn\.(weight|bias|running_mean|running_var)")
+IGNORED_TEACHER_KEYS = (r"layers\.?1\.bn\.(weight|bias|running_mean|running_var)",)
 
 
 def convert_hgnn(state_dict, model):
@@ -147,7 +147,7 @@ def convert_hgnn(state_dict, model):
 
 def convert_lighthgnn_mlp(state_dict, model):
     """Fills a student from the official `MyMLPs` state dict (`layer0.layers.{0,2}`, `layer1`)."""
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     m.dense(model.get_layer("layer0-linear"), "layer0.layers.0")
     m.batch_norm(model.get_layer("layer0-bn"), "layer0.layers.2")
     m.dense(model.get_layer("layer1"), "layer1")

@@ -366,7 +366,7 @@ def convert_overlock(state_dict, model):
     unused by the eval output).
     """
     has_aux = any(layer.name.startswith("aux_head") for layer in model.layers)
-    ignore = (r".*\.num_batches_tracked$",) + (() if has_aux else (r"aux_head\..*",))
+    ignore = () if has_aux else (r"aux_head\..*",)
     m = mapping.StateDictMapper(state_dict, model, ignore=ignore)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)

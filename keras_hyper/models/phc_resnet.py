@@ -141,7 +141,7 @@ def convert_phc_resnet(state_dict, model):
     and every model variable is assigned. The official PHConv `bias` is never added by its forward: our bias
     receives zeros, which keeps the official output.
     """
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         if not m.standard(layer, key) and isinstance(layer, PHConv2D):

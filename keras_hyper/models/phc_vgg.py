@@ -137,7 +137,7 @@ def convert_phc_vgg(state_dict, model):
     and every model variable is assigned. The official PHConv `bias` is never added by its forward, so our
     convolution biases receive zeros; the PHMLinear biases are added and copied.
     """
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         if m.standard(layer, key):

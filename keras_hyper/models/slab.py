@@ -437,7 +437,7 @@ def convert_slab_deit(state_dict, model):
     counter; `cls_token` when the model is built with `cls_token=False`, since no forward reads it). PRepBN's
     `warm`/`iter`/`total_step` buffers become the layer's `step`.
     """
-    ignore = [r".*\.num_batches_tracked$"]
+    ignore = []
     pos = model.get_layer("pos_embed")
     if not pos.cls_token:
         ignore.append(r"cls_token")
@@ -453,7 +453,7 @@ def convert_slab_swin(state_dict, model):
     _convert(
         state_dict,
         model,
-        [r".*\.num_batches_tracked$", r".*\.relative_position_index$", r".*\.attn_mask$"],
+        [r".*\.relative_position_index$", r".*\.attn_mask$"],
     )
 
 

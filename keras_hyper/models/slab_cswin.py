@@ -183,7 +183,7 @@ def convert_slab_cswin(state_dict, model):
     counter; the SLA modules' `scale`, never read by any forward, when the model is built with
     `unused_scale=False`). PRepBN's `warm`/`iter`/`total_step` buffers become the layer's `step`.
     """
-    ignore = [r".*\.num_batches_tracked$"]
+    ignore = []
     cores = [layer for layer in model.layers if isinstance(layer, CrossShapedWindowAttention)]
     if any(core.attention == "linear" and not core.unused_scale for core in cores):
         ignore.append(r".*\.attns\.\d+\.scale$")

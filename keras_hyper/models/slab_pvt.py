@@ -161,7 +161,7 @@ def convert_slab_pvt(state_dict, model):
     buffers become the layer's `step`. A checkpoint with spatial reduction (`attn.sr`) fails with its keys
     listed as unexpected.
     """
-    m = mapping.StateDictMapper(state_dict, model, ignore=[r".*\.num_batches_tracked$"])
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         if layer.name.endswith("-attn-qkv"):

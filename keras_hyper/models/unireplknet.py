@@ -203,7 +203,7 @@ def convert_unireplknet(state_dict, model):
     Strict: every tensor is consumed (BatchNorm's `num_batches_tracked` is a training counter and is ignored)
     and every model variable is assigned; shapes are checked against both names.
     """
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         if isinstance(layer, DilatedReparamConv2D):

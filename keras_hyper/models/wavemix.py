@@ -158,7 +158,7 @@ def convert_wavemix(state_dict, model):
     official code names the head `head` instead of `pool.2`: such checkpoints are read too.
     """
     state_dict = {("pool.2" + k[4:] if k.startswith("head.") else k): v for k, v in state_dict.items()}
-    m = mapping.StateDictMapper(state_dict, model, ignore=(r".*\.num_batches_tracked$",))
+    m = mapping.StateDictMapper(state_dict, model)
     for layer in model.layers:
         key = mapping.torch_prefix(layer.name)
         if isinstance(layer, WaveMixBlock):
