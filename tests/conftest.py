@@ -36,10 +36,12 @@ def _seed():
     keras.utils.set_random_seed(0)
 
 
-# Seconds per architecture module (its harness cases, by parameter id, and its tests/models file) and per other
-# test file, written as JSON where KERAS_HYPER_TEST_TIMES points (scripts/test-backends sets it per backend and
-# prints the report with scripts/test-times: the budget is tracked per architecture, not guessed).
+# Seconds per architecture module (its harness cases, by parameter id, and its tests/models file), per other test
+# file and per test (to find what to share or run once), written as JSON where KERAS_HYPER_TEST_TIMES points
+# (scripts/test-backends sets it per backend and prints the report with scripts/test-times: the budget is tracked
+# per architecture, not guessed).
 _TIMES = {}
+_TESTS = {}
 
 
 def _owner(nodeid):
@@ -64,6 +66,7 @@ def _owner(nodeid):
 def pytest_runtest_logreport(report):
     key = _owner(report.nodeid)
     _TIMES[key] = _TIMES.get(key, 0.0) + report.duration
+    _TESTS[report.nodeid] = _TESTS.get(report.nodeid, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session):
@@ -74,4 +77,5 @@ def pytest_sessionfinish(session):
         from keras_hyper import models
 
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(json.dumps({"times": _TIMES, "architectures": list(models.MODULES)}, indent=1))
+        report = {"times": _TIMES, "tests": _TESTS, "architectures": list(models.MODULES)}
+        Path(target).write_text(json.dumps(report, indent=1))

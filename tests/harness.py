@@ -6,7 +6,6 @@ architectures (`Architecture.example_inputs`) get the input-agnostic checks; the
 Run once per backend (KERAS_BACKEND=jax|tensorflow|torch); LiteRT export runs in the TensorFlow run only.
 """
 
-import gc
 import json
 import os
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from testutil import build_tiny, named_outputs, outputs, reference_dir, tiny_inputs, to_numpy
+from testutil import build_tiny, count_params, named_outputs, outputs, reference_dir, tiny_inputs, to_numpy
 
 from keras_hyper import applications
 from keras_hyper.applications import registry
@@ -32,6 +31,11 @@ IMAGE_ARCHS = [a for a in ARCHS if a.example_inputs is None]
 BACKBONE_ARCHS = [a for a in IMAGE_ARCHS if a.is_image]
 VARIANTS = [(a, v) for a in ARCHS for v in a.variants]
 BACKEND = keras.backend.backend()
+# Checks whose outcome does not depend on the backend (argument validation, the head and pooling wiring, config
+# and file serialization, parameter counts) run in one run, the torch one (eager and the fastest); the checks of
+# the computation itself (forward, fit, features, dynamic shapes, mixed precision, weights across backends,
+# reference parity) run in all three.
+once = pytest.mark.skipif(BACKEND != "torch", reason="backend-independent: checked once, in the torch run")
 
 
 _SHARED = {}
@@ -88,6 +92,7 @@ def test_one_fit_step_changes_every_trainable_variable(arch):
     assert not unexpected, f"variables not updated by a fit step: {unexpected}"
 
 
+@once
 def test_config_round_trip(arch):
     model = shared_tiny(arch)
     clone = keras.Model.from_config(model.get_config())
@@ -97,6 +102,7 @@ def test_config_round_trip(arch):
         np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+@once
 def test_keras_file_round_trip(arch, tmp_path):
     model = shared_tiny(arch)
     path = tmp_path / "model.keras"
@@ -128,10 +134,11 @@ def test_weights_saved_here_load_in_the_next_backend(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@once
 @pytest.mark.parametrize("pooling", [None, "avg", "max"])
 def test_without_top(image_arch, pooling):
     model = build_tiny(image_arch, include_top=False, pooling=pooling)
-    out = to_numpy(model(tiny_inputs(image_arch)))
+    (out,) = outputs(model, tiny_inputs(image_arch))
     if pooling is None:
         assert out.ndim == 4 and out.shape[0] == 2
     else:
@@ -163,6 +170,12 @@ def test_features_match_declaration_and_classifier(arch):
         # a valid-padded overlapping stem (PiT: kernel 16, stride 8) has one token fewer than size / stride
         assert size // feature.stride - 1 <= value.shape[1] <= -(-size // feature.stride), (feature, value.shape)
         np.testing.assert_array_equal(value, intermediate)
+
+
+@once
+@pytest.mark.parametrize("arch", BACKBONE_ARCHS, ids=[a.name for a in BACKBONE_ARCHS])
+def test_out_indices_pick_features(arch):
+    declared = arch.feature_info({k: v for k, v in arch.tiny.items() if k not in APP_ARGS})
     ends = (-1, 0) if len(declared) > 1 else (-1,)  # a plain ViT has one feature: -1 and 0 name the same one
     picked = build_tiny(arch, features_only=True, out_indices=ends)
     assert list(picked.output) == [declared[i].key for i in ends]
@@ -172,11 +185,14 @@ def test_features_match_declaration_and_classifier(arch):
         build_tiny(arch, out_indices=(0,))
 
 
+@once
 def test_other_num_classes(image_arch):
     model = build_tiny(image_arch, num_classes=7)
-    assert to_numpy(model(tiny_inputs(image_arch))).shape == (2, 7)
+    (out,) = outputs(model, tiny_inputs(image_arch))
+    assert out.shape == (2, 7)
 
 
+@once
 def test_input_shape_validation(image_arch):
     small = image_arch.min_input_size // 2
     with pytest.raises(ValueError, match="at least"):
@@ -192,7 +208,8 @@ def test_input_shape_validation(image_arch):
 def test_dynamic_input_size(image_arch):
     model = build_tiny(image_arch, input_shape=(None, None, 3))
     size = image_arch.min_input_size * 2
-    assert to_numpy(model(np.zeros((1, size, size + 8, 3), "float32"))).shape[0] == 1
+    (out,) = outputs(model, np.zeros((1, size, size + 8, 3), "float32"))
+    assert out.shape[0] == 1
 
 
 # JAX, whose run is the longest (every new dtype recompiles), checks bfloat16, its native mixed type; the
@@ -228,22 +245,10 @@ def test_litert_export_matches_keras(arch, tmp_path):
     assert report.max_abs_diff <= 1e-4, report
 
 
-@pytest.mark.skipif(
-    BACKEND != "tensorflow",
-    reason="parameter counts come from backend-independent shape inference; checked once, in the TensorFlow run "
-    "(the JAX backend compiles one initializer per weight shape, half a minute per full-size model)",
-)
+@once
 @pytest.mark.parametrize("arch,variant", VARIANTS, ids=[v.name for _, v in VARIANTS])
 def test_variant_parameter_count(arch, variant):
-    model = arch.builder(**variant.kwargs)
-    count = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    del model
-    if count > 100_000_000:
-        # Keras layers reference each other in cycles, so a model lingers until the cyclic collector runs; free the
-        # big ones now (HyperFormer's variants are 3.9 GB each: the run was OOM-killed without it). Not for every
-        # variant: a full collection over the test session's heap takes seconds.
-        gc.collect()
-    assert count == variant.num_params
+    assert count_params(lambda: arch.builder(**variant.kwargs)) == variant.num_params
     assert applications.model_info(variant.name).num_params == variant.num_params
 
 

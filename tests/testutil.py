@@ -55,3 +55,23 @@ def named_outputs(model, x):
     """A dict-output model's outputs on `x` as `{key: numpy array}`, in the model's key order."""
     y = model.predict_on_batch(x) if keras.backend.backend() == "jax" else model(x)
     return {key: to_numpy(y[key]) for key in model.output}
+
+
+def count_params(build):
+    """The trainable parameter count of the model `build()` returns, without allocating its weights.
+
+    Built in a `keras.StatelessScope` that does not initialize: the variables get their shapes but no values
+    (a full-size model's random initialisation was 3/4 of its build time, and HyperFormer's variants hold 3.9 GB).
+    Keras queues such variables for initialisation at the next stateless scope's exit; they are taken off that
+    queue here, so no later scope allocates them.
+    """
+    from keras.src.backend.common import global_state
+
+    with keras.StatelessScope(initialize_variables=False):
+        model = build()
+    weights = model.trainable_weights
+    count = sum(int(np.prod(w.shape)) for w in weights)
+    built = {id(v) for v in model.weights}
+    queue = global_state.get_global_attribute("uninitialized_variables", [])
+    global_state.set_global_attribute("uninitialized_variables", [v for v in queue if id(v) not in built])
+    return count

@@ -72,7 +72,7 @@ def check(arch, folder) -> list:
         arch.convert(read_checkpoint(case, prefix="sd/"), model)
         x = np.transpose(data["input"], (0, 2, 3, 1))
         ref = data["output"]
-        out = keras.ops.convert_to_numpy(model(x))
+        out = _run(model, x)
         results.append(CaseResult(case.stem, float(np.max(np.abs(out - ref))), tolerance(ref)))
         if arch.fixture_features:
             results.extend(_features(arch, case.stem, data, model, x, {**kwargs, "input_shape": (*spatial, channels)}))
@@ -80,9 +80,16 @@ def check(arch, folder) -> list:
             if arch.reparameterize is None:
                 raise ValueError(f"{case} records output_deploy but {arch.name!r} declares no reparameterize.")
             ref = data["output_deploy"]
-            out = keras.ops.convert_to_numpy(arch.reparameterize(model)(x))
+            out = _run(arch.reparameterize(model), x)
             results.append(CaseResult(f"{case.stem}:deploy", float(np.max(np.abs(out - ref))), tolerance(ref)))
     return results
+
+
+def _run(model, x):
+    """The model's output(s) on `x` as numpy. Under JAX through `predict_on_batch`, one compiled program: called
+    eagerly, JAX compiles each operation for each new shape, several times slower for a single forward."""
+    y = model.predict_on_batch(x) if keras.backend.backend() == "jax" else model(x)
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, y)
 
 
 def _features(arch, stem, data, model, x, kwargs):
@@ -93,11 +100,11 @@ def _features(arch, stem, data, model, x, kwargs):
         raise KeyError(f"{stem}: {arch.name}.fixture_features names {missing}, which the case does not record.")
     backbone = arch.builder(**{k: v for k, v in kwargs.items() if k != "num_classes"}, features_only=True)
     weights_lib.transfer(model, backbone)
-    got = backbone(x)
+    got = _run(backbone, x)
     results = []
     for name, key in arch.fixture_features.items():
         ref = data[name]
-        out = keras.ops.convert_to_numpy(got[key])
+        out = got[key]
         if ref.ndim == 4:  # NCHW maps
             ref = np.transpose(ref, (0, 2, 3, 1))
         elif ref.ndim == 3 and out.ndim == 4 and ref.shape[1] == out.shape[1] * out.shape[2]:

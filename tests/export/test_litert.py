@@ -1,4 +1,5 @@
-"""Tests for ``export_litert``; under JAX and PyTorch they exercise the worker subprocess."""
+"""Tests for ``export_litert``: in-process under TensorFlow, through the worker subprocess under PyTorch. JAX takes the
+worker path too, the same code (a saved `.keras` converted by a TensorFlow-backend process): not run a third time."""
 
 import importlib.util
 import os
@@ -11,10 +12,13 @@ from keras import layers, ops
 
 from keras_hyper.export import ExportReport, LiteRTModel, export_litert
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("ai_edge_litert") is None,
-    reason="LiteRT export needs tensorflow and ai-edge-litert",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("ai_edge_litert") is None,
+        reason="LiteRT export needs tensorflow and ai-edge-litert",
+    ),
+    pytest.mark.skipif(keras.backend.backend() == "jax", reason="the worker path is checked in the torch run"),
+]
 
 
 def _data(n: int, seed: int) -> np.ndarray:
