@@ -84,21 +84,25 @@ class _CPConv(keras.layers.Layer):
         return keras.ops.sum(kernel, axis=-1)
 
     def _axis_conv(self, x, axis, factor):
-        """The depthwise one-way convolution of `x` `(B, *spatial, T)` along spatial `axis`, as a 2-D depthwise
-        convolution with a `(k, 1)` kernel on `(B * before, L, after, T)` (Keras has no 3-D depthwise op)."""
-        spatial = keras.ops.shape(x)[1:-1]
+        """The depthwise one-way convolution of `x` `(B, *spatial, T)` along spatial `axis`: that axis moved next to
+        the channels and every other position folded into the batch, `(B * rest, L, T)`, for a 1-D depthwise
+        convolution (Keras has no 3-D depthwise op). Not a `(k, 1)` kernel with strides `(s, 1)` on a 2-D map:
+        TensorFlow's depthwise kernel without oneDNN (its default on AMD CPUs) refuses unequal strides, and a 1-D
+        convolution's strides are equal on its two internal axes."""
+        last = x.ndim - 2
+        x = keras.ops.moveaxis(x, axis + 1, last)
+        shape = keras.ops.shape(x)
         terms = factor.shape[-1]
-        grid = keras.ops.reshape(x, (-1, spatial[axis], math.prod(spatial[axis + 1 :]), terms))
-        kernel = keras.ops.reshape(factor, (factor.shape[0], 1, terms, 1))
+        grid = keras.ops.reshape(x, (-1, shape[last], terms))
         grid = keras.ops.depthwise_conv(
             grid,
-            kernel,
-            strides=(self.strides[axis], 1),
+            keras.ops.reshape(factor, (factor.shape[0], terms, 1)),
+            strides=self.strides[axis],
             padding=self.padding,
-            dilation_rate=(self.dilation_rate[axis], 1),
+            dilation_rate=self.dilation_rate[axis],
         )
-        out = keras.ops.shape(grid)[1]
-        return keras.ops.reshape(grid, (-1, *spatial[:axis], out, *spatial[axis + 1 :], terms))
+        x = keras.ops.reshape(grid, (*shape[:last], keras.ops.shape(grid)[1], terms))
+        return keras.ops.moveaxis(x, last, axis + 1)
 
     def call(self, inputs):
         x = keras.ops.matmul(inputs, self.channel_factors)
