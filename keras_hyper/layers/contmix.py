@@ -8,6 +8,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
+
 
 def clamped_window_starts(size, kernel_size):
     """First index of each position's `kernel_size` window along an axis of `size`: the window is centred where
@@ -129,8 +131,8 @@ class ContMix(keras.layers.Layer):
         num_heads=4,
         pool_size=7,
         fused=False,
-        epsilon=1e-5,
-        momentum=0.9,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
         kernel_initializer=None,
         **kwargs,
     ):
@@ -171,9 +173,7 @@ class ContMix(keras.layers.Layer):
             )
 
         def norm(name):
-            return keras.layers.BatchNormalization(
-                epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy, name=name
-            )
+            return batch_norm(name, epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy)
 
         self.query = dense(channels // 2, "query", self.fused)
         self.query.build((None, channels))

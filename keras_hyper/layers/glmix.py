@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers.torch_defaults import trunc_normal
+
 SLOT_INITS = ("ada_avgpool", "param")
 
 
@@ -85,7 +87,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         dim = input_shape[-1]
         if dim is None or dim % self.num_heads:
             raise ValueError(f"num_heads={self.num_heads} must divide the channels, got {dim}.")
-        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        init = trunc_normal()
         self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(dim, 3 * dim), initializer="glorot_uniform")
         self.qkv_bias = self.add_weight(name="qkv_bias", shape=(3 * dim,), initializer="zeros")
         self.out_kernel = self.add_weight(name="out_kernel", shape=(dim, dim), initializer=init)

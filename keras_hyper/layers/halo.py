@@ -13,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import trunc_normal
 
 
 def _make_divisible(value, divisor=8, round_limit=0.9):
@@ -176,7 +177,7 @@ class HaloAttention(keras.layers.Layer):
         self.dim_head_qk = self.dim_head or _make_divisible(dim_out * self.qk_ratio) // self.num_heads
         self.dim_head_v = dim_out // self.num_heads
         self.scale = self.dim_head_qk**-0.5
-        init = keras.initializers.TruncatedNormal(stddev=channels**-0.5)
+        init = trunc_normal(channels**-0.5)
         self.q = Conv2D(
             self.num_heads * self.dim_head_qk,
             1,
@@ -196,7 +197,7 @@ class HaloAttention(keras.layers.Layer):
         )
         self.q.build(input_shape)
         self.kv.build(input_shape)
-        rel_init = keras.initializers.TruncatedNormal(stddev=self.scale)
+        rel_init = trunc_normal(self.scale)
         rel_shape = (2 * self.win_size - 1, self.dim_head_qk)
         self.height_rel = self.add_weight(shape=rel_shape, initializer=rel_init, name="height_rel")
         self.width_rel = self.add_weight(shape=rel_shape, initializer=rel_init, name="width_rel")
@@ -346,12 +347,12 @@ class BottleneckAttention(keras.layers.Layer):
             self.num_heads * (2 * self.dim_head_qk + self.dim_head_v),
             1,
             use_bias=self.qkv_bias,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=channels**-0.5),
+            kernel_initializer=trunc_normal(channels**-0.5),
             dtype=self.dtype_policy,
             name="qkv",
         )
         self.qkv.build(input_shape)
-        rel_init = keras.initializers.TruncatedNormal(stddev=self.scale)
+        rel_init = trunc_normal(self.scale)
         self.height_rel = self.add_weight(
             shape=(2 * self.height - 1, self.dim_head_qk), initializer=rel_init, name="height_rel"
         )

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.ops import fftconv
 from keras_hyper.ops.conv import depthwise_conv2d
 
@@ -22,10 +23,6 @@ LONG_CONV_METHODS = ("auto", *fftconv.METHODS)
 DIRECT_MAX_SIDE = 32
 # ExponentialModulation's defaults: decay rates spread between log(target) / slow and log(target) / fast
 _TARGET, _FAST, _SLOW = 1e-2, 0.3, 1.5
-
-
-def _dense_init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 def _linear_init(fan_in):
@@ -108,7 +105,7 @@ class HyenaOperator2D(keras.layers.Layer):
         inner = dim * (self.order + 1)
         filters = dim * (self.order - 1)
         width = self.filter_order
-        self.in_proj_kernel = self.add_weight(name="in_proj_kernel", shape=(dim, inner), initializer=_dense_init())
+        self.in_proj_kernel = self.add_weight(name="in_proj_kernel", shape=(dim, inner), initializer=trunc_normal())
         self.in_proj_bias = self.add_weight(name="in_proj_bias", shape=(inner,), initializer="zeros")
         # PyTorch's Conv2d default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = 9
         conv_init = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
@@ -116,7 +113,7 @@ class HyenaOperator2D(keras.layers.Layer):
         self.short_bias = self.add_weight(
             name="short_bias", shape=(inner,), initializer=keras.initializers.RandomUniform(-1.0 / 3.0, 1.0 / 3.0)
         )
-        self.out_proj_kernel = self.add_weight(name="out_proj_kernel", shape=(dim, dim), initializer=_dense_init())
+        self.out_proj_kernel = self.add_weight(name="out_proj_kernel", shape=(dim, dim), initializer=trunc_normal())
         self.out_proj_bias = self.add_weight(name="out_proj_bias", shape=(dim,), initializer="zeros")
         self.filter_bias = self.add_weight(
             name="filter_bias", shape=(filters,), initializer=keras.initializers.RandomNormal(stddev=1.0)

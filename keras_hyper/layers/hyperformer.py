@@ -17,9 +17,9 @@ from keras import ops
 
 from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.moe import MixtureOfExperts
+from keras_hyper.layers.torch_defaults import BN_EPSILON
 
 LN_EPSILON = 1e-5
-BN_EPSILON = 1e-5
 QUALIFIER_MODES = ("dismult", "transe", "complex")
 
 

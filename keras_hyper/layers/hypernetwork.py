@@ -20,6 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers.torch_defaults import kaiming_fan_out
+
 CONDITIONINGS = ("task", "data", "noise")
 GRANULARITIES = ("whole", "layer", "chunk")
 ENCODINGS = (None, "cos|sin", "z|1-z")
@@ -273,7 +275,7 @@ class HyperNetwork(keras.layers.Layer):
         def hidden_init(offset):
             if not hyperlight:
                 return "glorot_uniform"
-            return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal", seed=self._seed(offset))
+            return kaiming_fan_out(seed=self._seed(offset))
 
         if self.conditioning == "task":
             self.task_embedding = keras.layers.Embedding(

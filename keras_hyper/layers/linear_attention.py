@@ -19,6 +19,7 @@ zero-padded at the window's border; the official shifted SLA windows have no att
 import keras
 
 from keras_hyper.layers.conv import DepthwiseConv2D
+from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.layers.window_attention import _roll
 
 
@@ -247,7 +248,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        init = trunc_normal()
         self.pos_embed = self.add_weight(shape=(1, *self.grid_size, channels), initializer=init, name="pos_embed")
         if self.cls_token:
             self.cls = self.add_weight(shape=(1, 1, channels), initializer=init, name="cls_token")

@@ -14,6 +14,7 @@ CReLU).
 import keras
 from keras import ops
 
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
 from keras_hyper.ops import complex as cops
 
 
@@ -54,7 +55,7 @@ class ComplexD2Block(keras.layers.Layer):
     Shape: `(B, H, W, 2*C)` -> `(B, H, W, 2 * num_layers * growth_rate)`.
     """
 
-    def __init__(self, growth_rate, num_layers, kernel_size=3, epsilon=1e-5, momentum=0.9, **kwargs):
+    def __init__(self, growth_rate, num_layers, kernel_size=3, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         _check_int("ComplexD2Block", "growth_rate", growth_rate)
         _check_int("ComplexD2Block", "num_layers", num_layers)
@@ -85,9 +86,7 @@ class ComplexD2Block(keras.layers.Layer):
                 )
             self.kernels.append(row)
             self.biases.append(self.add_weight(name=f"bias_{layer}", shape=(2 * g,), initializer="zeros"))
-            norm = keras.layers.BatchNormalization(
-                epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy, name=f"norm_{layer}"
-            )
+            norm = batch_norm(f"norm_{layer}", epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy)
             norm.build((None, None, None, 2 * g))
             self.norms.append(norm)
 
@@ -139,7 +138,9 @@ class ComplexD3Block(keras.layers.Layer):
     Shape: `(B, H, W, 2*C)` -> `(B, H, W, 2 * num_blocks * num_layers * growth_rate)`.
     """
 
-    def __init__(self, num_blocks, growth_rate, num_layers, kernel_size=3, epsilon=1e-5, momentum=0.9, **kwargs):
+    def __init__(
+        self, num_blocks, growth_rate, num_layers, kernel_size=3, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs
+    ):
         super().__init__(**kwargs)
         _check_int("ComplexD3Block", "num_blocks", num_blocks)
         self.num_blocks = num_blocks

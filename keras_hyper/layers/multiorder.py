@@ -8,10 +8,10 @@ Aggregation Network for Visual Recognition", IJCNN 2025, arXiv:2507.10999) that 
   token's dominant channel, then modulated by a learned complex wave per channel pair.
 """
 
-import math
-
 import keras
 from keras import ops
+
+from keras_hyper.layers.torch_defaults import conv_fan_out_normal
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -84,8 +84,7 @@ class WaveChannelAggregation(keras.layers.Layer):
                 f"WaveChannelAggregation pairs channels into complex numbers, so channels * expand_ratio must be "
                 f"even, got {channels} * {self.expand_ratio} = {neck}."
             )
-        # the official 1x1 convolutions draw from N(0, 2 / fan_out)
-        init = keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / neck))
+        init = conv_fan_out_normal(1, neck)  # the official 1x1 convolutions' init
         self.theta = keras.layers.Dense(neck, kernel_initializer=init, dtype=self.dtype_policy, name="theta")
         self.proj = keras.layers.Dense(neck, kernel_initializer=init, dtype=self.dtype_policy, name="proj")
         self.theta.build(input_shape)

@@ -10,11 +10,10 @@ feed-forward restores the input's channels and resolution.
 import keras
 
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import batch_norm
 from keras_hyper.ops import wavelets
 
 LEVELS = (1, 2, 3, 4)
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -74,9 +73,7 @@ class WaveMixBlock(keras.layers.Layer):
                 keras.layers.Dropout(self.dropout, dtype=policy),
                 Conv2D(self.ff_channel, 1, name=f"{name}-3", dtype=policy),
                 keras.layers.Conv2DTranspose(out_dim, 4, strides=2, padding="same", name=f"{name}-4", dtype=policy),
-                keras.layers.BatchNormalization(
-                    epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}-5", dtype=policy
-                ),
+                batch_norm(f"{name}-5", dtype=policy),
             ]
             shape = (batch, None, None, in_dim)
             for layer in layers:

@@ -11,6 +11,8 @@ transpose.
 import keras
 import numpy as np
 
+from keras_hyper.layers.torch_defaults import trunc_normal
+
 
 def relative_position_index(height, width):
     """`(h*w, h*w)` index into a `((2h-1)*(2w-1), heads)` bias table of the offset between two tokens."""
@@ -98,7 +100,7 @@ class WindowSoftmaxAttention(keras.layers.Layer):
         h, w = self._table_grid()
         self.relative_position_bias_table = self.add_weight(
             shape=((2 * h - 1) * (2 * w - 1), self.num_heads),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            initializer=trunc_normal(),
             name="relative_position_bias_table",
         )
 

@@ -30,10 +30,9 @@ import keras
 
 from keras_hyper.layers import Conv2D, DropPath, PaddedMaxPool2D, SqueezeExcite
 from keras_hyper.layers.halo import _make_divisible  # timm's make_divisible, which the halo layers use too
+from keras_hyper.layers.torch_defaults import batch_norm, conv_fan_out_normal, torch_padding
 from keras_hyper.models import _base
 
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 BLOCK_TYPES = ("bottle", "self_attn", "basic")
 BLOCK_KEYS = (
     "type",
@@ -90,12 +89,7 @@ class Plan:
 
 def conv_bn_act(x, prefix, filters, kernel, *, stride=1, groups=1, act="relu"):
     """timm's ConvNormAct: bias-free conv (symmetric PyTorch padding), BatchNorm, optional activation."""
-    padding = "same"
-    if stride > 1:
-        padding = "valid"
-        if kernel > 1:
-            x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{prefix}-pad")(x)
-    fan_out = kernel * kernel * filters // groups
+    x, padding = torch_padding(x, kernel, stride, f"{prefix}-pad")
     x = Conv2D(
         filters,
         kernel,
@@ -103,10 +97,10 @@ def conv_bn_act(x, prefix, filters, kernel, *, stride=1, groups=1, act="relu"):
         padding=padding,
         groups=groups,
         use_bias=False,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / fan_out)),
+        kernel_initializer=conv_fan_out_normal(kernel, filters, groups),
         name=f"{prefix}-conv",
     )(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{prefix}-bn")(x)
+    x = batch_norm(f"{prefix}-bn")(x)
     if act:
         x = keras.layers.Activation(act, name=f"{prefix}-act")(x)
     return x
@@ -161,7 +155,7 @@ def _block(x, prefix, cfg, *, stride, downsample, act, self_attn_layers, drop_pa
         else:
             layer, kwargs = cfg["self_attn"]
             y = self_attn_layers[layer](stride=stride, **kwargs, name=f"{prefix}-self_attn")(y)
-            y = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{prefix}-post_attn")(y)
+            y = batch_norm(f"{prefix}-post_attn")(y)
             y = keras.layers.Activation(act, name=f"{prefix}-post_attn_act")(y)
         y = conv_bn_act(y, f"{prefix}-conv3_1x1", out_chs, 1, act=None)
     if drop_path > 0.0:

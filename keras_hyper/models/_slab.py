@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_hyper.layers import DropPath
 from keras_hyper.layers.prepbn import PRepBN
+from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.models import _base, _fusion
 
 NORMS = ("prepbn", "layernorm")
@@ -21,7 +22,7 @@ PAPER = _base.Paper(
 )
 LICENSE = "none (the official repository has no licence file)"
 SOURCE = "https://github.com/xinghaochen/SLAB"
-_TRUNC = keras.initializers.TruncatedNormal(stddev=0.02)
+_TRUNC = trunc_normal()
 
 
 def norm(x, name, kind, prepbn):

@@ -28,6 +28,7 @@ from keras_hyper.layers.complex import (
     ZReLU,
 )
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import BN_MOMENTUM, batch_norm
 from keras_hyper.models import _base
 
 COMPLEX_ACTIVATIONS = {"crelu": CReLU, "modrelu": ModReLU, "zrelu": ZReLU, "cardioid": Cardioid}
@@ -99,11 +100,11 @@ def cvcnn_unet(
         for index in range(2):
             if complex_valued:
                 x = ComplexConv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv{index}")(x)
-                x = ComplexBatchNormalization(momentum=0.9, scale_matrix="full", name=f"{prefix}-bn{index}")(x)
+                x = ComplexBatchNormalization(momentum=BN_MOMENTUM, scale_matrix="full", name=f"{prefix}-bn{index}")(x)
                 x = COMPLEX_ACTIVATIONS[complex_activation](name=f"{prefix}-act{index}")(x)
             else:
                 x = Conv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv{index}")(x)
-                x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}-bn{index}")(x)
+                x = batch_norm(f"{prefix}-bn{index}")(x)
                 x = keras.layers.ReLU(name=f"{prefix}-act{index}")(x)
         return x
 

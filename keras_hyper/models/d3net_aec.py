@@ -26,11 +26,9 @@ from keras import ops
 
 from keras_hyper.layers.complex import ComplexConv2D
 from keras_hyper.layers.multidilated import ComplexD3Block
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
 from keras_hyper.models import _base
 from keras_hyper.ops import complex as cops
-
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -128,7 +126,7 @@ class InverseSTFT(keras.layers.Layer):
 
 def _conv_bn_relu(x, name, filters, kernel):
     x = ComplexConv2D(filters, kernel, padding="same", name=f"{name}-conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}-norm")(x)
+    x = batch_norm(f"{name}-norm")(x)
     return keras.layers.ReLU(name=f"{name}-act")(x)  # CReLU: ReLU of the real and of the imaginary parts
 
 

@@ -28,13 +28,8 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import BN_EPSILON, batch_norm, torch_padding
 from keras_hyper.models import _base
-
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
-
-
-def _batch_norm(name, epsilon):
-    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, name=name)
 
 
 def _pointwise(units, name):
@@ -43,10 +38,10 @@ def _pointwise(units, name):
 
 
 def _dense_layer(x, prefix, *, growth_rate, bn_size, epsilon, drop_rate):
-    y = _batch_norm(f"{prefix}-norm1", epsilon)(x)
+    y = batch_norm(f"{prefix}-norm1", epsilon=epsilon)(x)
     y = keras.layers.ReLU(name=f"{prefix}-relu1")(y)
     y = _pointwise(bn_size * growth_rate, f"{prefix}-conv1")(y)
-    y = _batch_norm(f"{prefix}-norm2", epsilon)(y)
+    y = batch_norm(f"{prefix}-norm2", epsilon=epsilon)(y)
     y = keras.layers.ReLU(name=f"{prefix}-relu2")(y)
     y = Conv2D(growth_rate, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{prefix}-conv2")(
         y
@@ -71,16 +66,22 @@ def _trunk(x, blocks, growth_rate, num_init_features, bn_size, compression, bn_e
     block's through `features-norm5` (BatchNormalization, before DenseNet's final ReLU, which KimiaNet leaves out).
     Validates the configuration."""
     blocks = _validate(blocks, growth_rate, num_init_features, bn_size, compression, drop_rate)
-    # explicit zero padding: 'same' pads asymmetrically at stride 2, the reference pads 3 (and 1) on every side
-    x = keras.layers.ZeroPadding2D(3, name="features-pad0")(x)
-    x = Conv2D(num_init_features, 7, strides=2, use_bias=False, kernel_initializer="he_normal", name="features-conv0")(
-        x
-    )
-    x = _batch_norm("features-norm0", bn_epsilon)(x)
+    # the reference pads 3 (and 1) on every side
+    x, padding = torch_padding(x, 7, 2, "features-pad0")
+    x = Conv2D(
+        num_init_features,
+        7,
+        strides=2,
+        padding=padding,
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name="features-conv0",
+    )(x)
+    x = batch_norm("features-norm0", epsilon=bn_epsilon)(x)
     x = keras.layers.ReLU(name="features-relu0")(x)
     # zeros pad like -inf here: the input is a ReLU output, >= 0
-    x = keras.layers.ZeroPadding2D(1, name="features-pad1")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="features-pool0")(x)
+    x, padding = torch_padding(x, 3, 2, "features-pad1")
+    x = keras.layers.MaxPooling2D(3, strides=2, padding=padding, name="features-pool0")(x)
     widths = _block_channels(blocks, growth_rate, num_init_features, compression)
     features = {}
     for i, (depth, width) in enumerate(zip(blocks, widths)):
@@ -94,12 +95,12 @@ def _trunk(x, blocks, growth_rate, num_init_features, bn_size, compression, bn_e
                 drop_rate=drop_rate,
             )
         if i == len(blocks) - 1:
-            features[f"P{i + 2}"] = _batch_norm("features-norm5", bn_epsilon)(x)
+            features[f"P{i + 2}"] = batch_norm("features-norm5", epsilon=bn_epsilon)(x)
             break
         # timm's stage features: the dense block's output, before its transition
         features[f"P{i + 2}"] = x
         prefix = f"features-transition{i + 1}"
-        x = _batch_norm(f"{prefix}-norm", bn_epsilon)(x)
+        x = batch_norm(f"{prefix}-norm", epsilon=bn_epsilon)(x)
         x = keras.layers.ReLU(name=f"{prefix}-relu")(x)
         x = _pointwise(int(width * compression), f"{prefix}-conv")(x)
         x = keras.layers.AveragePooling2D(2, strides=2, name=f"{prefix}-pool")(x)
@@ -148,7 +149,7 @@ def densenet(
     num_init_features=64,
     bn_size=4,
     compression=0.5,
-    bn_epsilon=1e-5,
+    bn_epsilon=BN_EPSILON,
     drop_rate=0.0,
 ):
     """Builds a DenseNet (Huang et al., "Densely Connected Convolutional Networks", CVPR 2017, arXiv:1608.06993).
@@ -186,7 +187,7 @@ def kimianet(
     num_init_features=64,
     bn_size=4,
     compression=0.5,
-    bn_epsilon=1e-5,
+    bn_epsilon=BN_EPSILON,
     drop_rate=0.0,
 ):
     """Builds KimiaNet (Riasatian et al., "Fine-Tuning and Training of DenseNet for Histopathology Image

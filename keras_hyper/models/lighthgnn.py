@@ -21,11 +21,11 @@ import numpy as np
 from keras_hyper.convert import mapping
 from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.hypergraph import HGNNConv, HGNNPlusConv
+from keras_hyper.layers.torch_defaults import BN_EPSILON
 from keras_hyper.models import _base
 from keras_hyper.ops.hypergraph import incidence_matrix
 
 CONVS = {"hgnn": HGNNConv, "hgnnp": HGNNPlusConv}
-BN_EPSILON = 1e-5
 
 
 def _check_rate(drop_rate):

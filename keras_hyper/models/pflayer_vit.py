@@ -25,6 +25,7 @@ import numpy as np
 from keras_hyper.convert import mapping
 from keras_hyper.layers import EffLayer, GridSelfAttention, PositionEmbedding2D
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import torch_padding
 from keras_hyper.models import _base, _vit
 
 ATTN_TYPES = ("max", "attn")
@@ -157,10 +158,9 @@ def pflayer_pit(
             block += 1
         if s < len(depths) - 1:
             features[_base.feature_key(stride * 2**s)] = x
-            # PyTorch pads 1 on both sides; 'same' would pad only after on even grids
-            x = keras.layers.ZeroPadding2D(1, name=f"pools-{s}-pad")(x)
+            x, padding = torch_padding(x, 3, 2, f"pools-{s}-pad")
             x = keras.layers.DepthwiseConv2D(
-                3, strides=2, depth_multiplier=dims[s + 1] // dims[s], name=f"pools-{s}-conv"
+                3, strides=2, padding=padding, depth_multiplier=dims[s + 1] // dims[s], name=f"pools-{s}-conv"
             )(x)
     features[_base.feature_key(stride * 2 ** (len(depths) - 1))] = _vit.layer_norm("norm")(x)
     return _base.Network(features, _head)

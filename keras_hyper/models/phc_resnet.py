@@ -24,10 +24,9 @@ from keras_hyper.convert import mapping
 from keras_hyper.layers import PHConv2D, PrependZeroChannels
 from keras_hyper.layers.hypercomplex import factors_from_torch
 from keras_hyper.layers.pooling import TopLeftAveragePooling2D
+from keras_hyper.layers.torch_defaults import batch_norm
 from keras_hyper.models import _base
 
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 BLOCKS = {"basic": 1, "bottleneck": 4}  # block kind -> channel expansion of its output
 HEAD_POOLINGS = ("official", "global")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the official CIFAR-10 normalisation (utils/dataloaders.py)
@@ -41,23 +40,19 @@ def _conv(x, filters, kernel, strides, n, name):
     return PHConv2D(filters, kernel, n=n, strides=strides, padding=(kernel - 1) // 2, name=name)(x)
 
 
-def _batch_norm(x, name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
-
-
 def _block(x, prefix, *, kind, width, strides, n):
     expansion = BLOCKS[kind]
     shortcut = x
     if strides != 1 or x.shape[-1] != width * expansion:
         shortcut = _conv(x, width * expansion, 1, strides, n, f"{prefix}-shortcut-0")
-        shortcut = _batch_norm(shortcut, f"{prefix}-shortcut-1")
+        shortcut = batch_norm(f"{prefix}-shortcut-1")(shortcut)
     if kind == "basic":
         convs = ((width, 3, strides), (width, 3, 1))
     else:
         convs = ((width, 1, 1), (width, 3, strides), (width * expansion, 1, 1))
     for index, (filters, kernel, stride) in enumerate(convs, start=1):
         x = _conv(x, filters, kernel, stride, n, f"{prefix}-conv{index}")
-        x = _batch_norm(x, f"{prefix}-bn{index}")
+        x = batch_norm(f"{prefix}-bn{index}")(x)
         if index < len(convs):
             x = keras.layers.ReLU(name=f"{prefix}-relu{index}")(x)
     x = keras.layers.Add(name=f"{prefix}-add")([x, shortcut])
@@ -95,7 +90,7 @@ def phc_resnet(x, block="basic", depths=(2, 2, 2, 2), widths=(64, 128, 256, 512)
     if channels % n:
         x = PrependZeroChannels(-channels % n, name="zero_channels")(x)
     x = _conv(x, widths[0], 3, 1, n, "conv1")
-    x = _batch_norm(x, "bn1")
+    x = batch_norm("bn1")(x)
     x = keras.layers.ReLU(name="relu")(x)
     features = {}
     for stage, (depth, width) in enumerate(zip(depths, widths)):

@@ -17,12 +17,10 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
-from keras_hyper.layers import PHConv2D, PHMDense, PrependZeroChannels
+from keras_hyper.layers import PHConv2D, PHMDense, PrependZeroChannels, torch_defaults
 from keras_hyper.layers.hypercomplex import factors_from_torch
 from keras_hyper.models import _base
 
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the official CIFAR-10 normalisation (utils/dataloaders.py)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 POOLS = 5  # the official classifier reads a 1x1 map at 32x32
@@ -82,7 +80,7 @@ def phc_vgg(x, config=CONFIGS["vgg16"], batch_norm=True, hidden_units=512, n=4, 
         x = PHConv2D(value, 3, n=n, padding=1, name=f"features-{index}")(x)
         index += 1
         if batch_norm:
-            x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"features-{index}")(x)
+            x = torch_defaults.batch_norm(f"features-{index}")(x)
             index += 1
         x = keras.layers.ReLU(name=f"features-{index}")(x)
         index += 1

@@ -17,8 +17,6 @@ is a direct map; `layers-i` counts blocks and downsampling layers together, as t
 Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, C_last)`; logits `(B, num_classes)`.
 """
 
-import math
-
 import keras
 import numpy as np
 
@@ -32,16 +30,11 @@ from keras_hyper.layers import (
     WaveChannelAggregation,
 )
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import batch_norm, conv_fan_out_normal, torch_padding, trunc_normal
 from keras_hyper.models import _base, _fusion
 
-BN_EPSILON = 1e-6
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
+EPSILON = 1e-6  # the official eps of every BatchNorm and of the GroupNorm(1) before each mixer
 SCALE_INIT = 1e-5
-
-
-def _conv_init(kernel, filters, groups=1):
-    """The official init of every convolution: N(0, 2 / fan_out), fan_out = k * k * filters / groups."""
-    return keras.initializers.RandomNormal(stddev=math.sqrt(2.0 * groups / (kernel * kernel * filters)))
 
 
 def _conv_norm_act(x, prefix, filters, kernel, *, stride=1, dilation=1, groups=1, act="gelu", norm=True):
@@ -49,12 +42,8 @@ def _conv_norm_act(x, prefix, filters, kernel, *, stride=1, dilation=1, groups=1
     `dilation` on each side ("same"); the strided stem convs pad 1 explicitly, since "same" would pad only
     the bottom/right of an even input."""
     channels = x.shape[-1]
-    padding = "same"
-    if stride > 1:
-        padding = "valid"
-        if kernel > stride:
-            x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{prefix}-pad")(x)
-    init = _conv_init(kernel, filters, groups)
+    x, padding = torch_padding(x, kernel, stride, f"{prefix}-pad")
+    init = conv_fan_out_normal(kernel, filters, groups)  # the official init of every convolution
     if groups == channels == filters and groups > 1:
         x = DepthwiseConv2D(
             kernel,
@@ -78,7 +67,7 @@ def _conv_norm_act(x, prefix, filters, kernel, *, stride=1, dilation=1, groups=1
             name=f"{prefix}-conv",
         )(x)
     if norm:
-        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{prefix}-norm")(x)
+        x = batch_norm(f"{prefix}-norm", epsilon=EPSILON)(x)
     if act:
         x = keras.layers.Activation(act, name=f"{prefix}-act")(x)
     return x
@@ -86,7 +75,7 @@ def _conv_norm_act(x, prefix, filters, kernel, *, stride=1, dilation=1, groups=1
 
 def _dense(units, name):
     """A 1x1 convolution (bias, official N(0, 2 / fan_out) init) as one matmul over channels."""
-    return keras.layers.Dense(units, kernel_initializer=_conv_init(1, units), name=name)
+    return keras.layers.Dense(units, kernel_initializer=conv_fan_out_normal(1, units), name=name)
 
 
 def _smixer(x, prefix, *, early):
@@ -115,7 +104,7 @@ def _cmixer(x, prefix, *, expand_ratio, early):
 
 def _residual(x, prefix, index, mixer, drop_path):
     """`x + scale_i * mixer(norm_i(x))`, with stochastic depth on the branch while training."""
-    y = keras.layers.GroupNormalization(groups=1, epsilon=BN_EPSILON, name=f"{prefix}-norm_{index}")(x)
+    y = keras.layers.GroupNormalization(groups=1, epsilon=EPSILON, name=f"{prefix}-norm_{index}")(x)
     y = LayerScale(SCALE_INIT, name=f"{prefix}-scale_{index}")(mixer(y))
     if drop_path > 0.0:
         y = DropPath(drop_path, name=f"{prefix}-dropout_{index}")(y)
@@ -196,9 +185,7 @@ def spartan(
 
     def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        return keras.layers.Dense(
-            num_classes, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), name="linear"
-        )(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=trunc_normal(), name="linear")(x)
 
     return _base.Network(features, head)
 

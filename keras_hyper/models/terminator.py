@@ -36,11 +36,12 @@ from keras_hyper.layers.terminator import (
     ScalarBias,
     SlowNeuralLoss,
 )
+from keras_hyper.layers.torch_defaults import kaiming_normal
 from keras_hyper.models import _base
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-KAIMING_NORMAL = keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")  # torch's kaiming_normal_
+KAIMING_NORMAL = kaiming_normal()  # torch's kaiming_normal_ (fan_in)
 LOCAL_LAYERS = 2  # multiplicative layers of every slow network but the global one (official configuration)
 
 

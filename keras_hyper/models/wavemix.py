@@ -22,7 +22,8 @@ import keras
 from keras_hyper.convert import mapping
 from keras_hyper.layers import WaveMixBlock
 from keras_hyper.layers.conv import Conv2D
-from keras_hyper.layers.wavemix import BN_EPSILON, BN_MOMENTUM, LEVELS
+from keras_hyper.layers.torch_defaults import batch_norm
+from keras_hyper.layers.wavemix import LEVELS
 from keras_hyper.models import _base
 
 STEMS = ("pachify", "strided")
@@ -127,7 +128,7 @@ def wavemix(
         x = Conv2D(half, 3, padding="same", name="conv-1")(x)
         x = Conv2D(final_dim, patch_size, strides=patch_size, name="conv-2")(x)
         x = keras.layers.Activation("gelu", name="conv-3")(x)  # exact (erf) GELU, as nn.GELU()
-        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="conv-4")(x)
+        x = batch_norm("conv-4")(x)
     else:
         for index, filters in enumerate((half, final_dim)):
             # PyTorch pads 1 on every side; "same" would pad only the bottom/right of an even input
