@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
 
 
@@ -140,9 +141,7 @@ class ContMix(keras.layers.Layer):
         for name, value in (("kernel_size", kernel_size), ("small_kernel_size", small_kernel_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
                 raise ValueError(f"{name} must be a positive odd integer, got {value!r}.")
-        for name, value in (("num_heads", num_heads), ("pool_size", pool_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive(num_heads=num_heads, pool_size=pool_size)
         self.kernel_size = kernel_size
         self.small_kernel_size = small_kernel_size
         self.num_heads = num_heads

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least
 from keras_hyper.layers.torch_defaults import BN_EPSILON, batch_norm
 
 
@@ -131,8 +132,7 @@ class CrossDConv2D(keras.layers.Layer):
             ("groups", groups, 1),
             ("hidden_units", hidden_units, 1),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"CrossDConv2D {label} must be an integer >= {low}, got {value!r}.")
+            check_at_least(low, **{f"CrossDConv2D {label}": value})
         if filters % groups:
             raise ValueError(f"CrossDConv2D filters={filters} must be divisible by groups={groups}.")
         self.filters = filters

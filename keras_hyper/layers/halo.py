@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least, check_non_negative, check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.torch_defaults import trunc_normal
 
@@ -124,12 +125,8 @@ class HaloAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         if stride not in (1, 2):
             raise ValueError(f"HaloAttention stride must be 1 or 2, got {stride!r}.")
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"HaloAttention num_heads must be a positive integer, got {num_heads!r}.")
-        if not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"HaloAttention block_size must be a positive integer, got {block_size!r}.")
-        if not isinstance(halo_size, int) or halo_size < 0:
-            raise ValueError(f"HaloAttention halo_size must be a non-negative integer, got {halo_size!r}.")
+        check_positive(**{"HaloAttention num_heads": num_heads, "HaloAttention block_size": block_size})
+        check_non_negative(**{"HaloAttention halo_size": halo_size})
         if dim_out is not None and (not isinstance(dim_out, int) or dim_out < 1 or dim_out % num_heads):
             raise ValueError(
                 f"HaloAttention dim_out must be a positive multiple of num_heads={num_heads}, got {dim_out!r}."
@@ -312,8 +309,7 @@ class BottleneckAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         if stride not in (1, 2):
             raise ValueError(f"BottleneckAttention stride must be 1 or 2, got {stride!r}.")
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"BottleneckAttention num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(**{"BottleneckAttention num_heads": num_heads})
         if dim_out is not None and (not isinstance(dim_out, int) or dim_out < 1 or dim_out % num_heads):
             raise ValueError(
                 f"BottleneckAttention dim_out must be a positive multiple of num_heads={num_heads}, got {dim_out!r}."
@@ -419,8 +415,7 @@ class PaddedMaxPool2D(keras.layers.Layer):
     def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
         super().__init__(**kwargs)
         for label, value, low in (("pool_size", pool_size, 1), ("strides", strides, 1), ("padding", padding, 0)):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"PaddedMaxPool2D {label} must be an integer >= {low}, got {value!r}.")
+            check_at_least(low, **{f"PaddedMaxPool2D {label}": value})
         if 2 * padding > pool_size:
             raise ValueError(f"PaddedMaxPool2D padding {padding} must be at most half of pool_size {pool_size}.")
         self.pool_size = pool_size

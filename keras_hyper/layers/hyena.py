@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least, check_rate
 from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.ops import fftconv
 from keras_hyper.ops.conv import depthwise_conv2d
@@ -81,15 +82,14 @@ class HyenaOperator2D(keras.layers.Layer):
         self, l_max, order=2, filter_order=64, directional_mode="standard", dropout=0.0, long_conv="auto", **kwargs
     ):
         super().__init__(**kwargs)
-        for arg, value, low in (("l_max", l_max, 1), ("order", order, 2), ("filter_order", filter_order, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}.")
+        check_at_least(1, l_max=l_max)
+        check_at_least(2, order=order)
+        check_at_least(1, filter_order=filter_order)
         if directional_mode not in DIRECTIONAL_MODES:
             raise ValueError(f"directional_mode must be one of {DIRECTIONAL_MODES}, got {directional_mode!r}.")
         if long_conv not in LONG_CONV_METHODS:
             raise ValueError(f"long_conv must be one of {LONG_CONV_METHODS}, got {long_conv!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        check_rate(dropout=dropout)
         self.l_max = l_max
         self.order = order
         self.filter_order = filter_order

@@ -14,6 +14,7 @@ CReLU).
 import keras
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least
 from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
 from keras_hyper.ops import complex as cops
 
@@ -25,11 +26,6 @@ def _complex_channels(name, input_shape):
             f"{name} expects a complex feature map (B, H, W, 2*C) with a known, even last axis, got {input_shape}."
         )
     return channels // 2
-
-
-def _check_int(name, label, value, low=1):
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} {label} must be an integer >= {low}, got {value!r}.")
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -57,8 +53,7 @@ class ComplexD2Block(keras.layers.Layer):
 
     def __init__(self, growth_rate, num_layers, kernel_size=3, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
-        _check_int("ComplexD2Block", "growth_rate", growth_rate)
-        _check_int("ComplexD2Block", "num_layers", num_layers)
+        check_at_least(1, **{"ComplexD2Block growth_rate": growth_rate, "ComplexD2Block num_layers": num_layers})
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"ComplexD2Block kernel_size must be an odd positive integer, got {kernel_size!r}.")
         self.growth_rate = growth_rate
@@ -142,7 +137,7 @@ class ComplexD3Block(keras.layers.Layer):
         self, num_blocks, growth_rate, num_layers, kernel_size=3, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs
     ):
         super().__init__(**kwargs)
-        _check_int("ComplexD3Block", "num_blocks", num_blocks)
+        check_at_least(1, **{"ComplexD3Block num_blocks": num_blocks})
         self.num_blocks = num_blocks
         self.block_config = dict(
             growth_rate=growth_rate, num_layers=num_layers, kernel_size=kernel_size, epsilon=epsilon, momentum=momentum

@@ -11,6 +11,7 @@ Aggregation Network for Visual Recognition", IJCNN 2025, arXiv:2507.10999) that 
 import keras
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.torch_defaults import conv_fan_out_normal
 
 
@@ -70,8 +71,7 @@ class WaveChannelAggregation(keras.layers.Layer):
 
     def __init__(self, expand_ratio, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(expand_ratio, int) or isinstance(expand_ratio, bool) or expand_ratio < 1:
-            raise ValueError(f"expand_ratio must be a positive integer, got {expand_ratio!r}.")
+        check_positive(expand_ratio=expand_ratio)
         self.expand_ratio = expand_ratio
 
     def build(self, input_shape):

@@ -10,6 +10,7 @@ the functional graph and non-square inputs work.
 import keras
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.torch_defaults import trunc_normal
 
 
@@ -32,8 +33,7 @@ class EffLayer(keras.layers.Layer):
 
     def __init__(self, expansion=3, pool_size=3, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(expansion, int) or expansion < 1:
-            raise ValueError(f"expansion must be a positive integer, got {expansion!r}.")
+        check_positive(expansion=expansion)
         # the official padding k // 2 keeps the grid size only for odd windows
         if not isinstance(pool_size, int) or pool_size < 1 or pool_size % 2 == 0:
             raise ValueError(f"pool_size must be a positive odd integer, got {pool_size!r}.")
@@ -89,8 +89,7 @@ class GridSelfAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(num_heads=num_heads)
         self.num_heads = num_heads
         self.use_bias = bool(use_bias)
 

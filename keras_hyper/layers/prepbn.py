@@ -13,6 +13,7 @@ merges into the neighbouring linear layer.
 import keras
 import numpy as np
 
+from keras_hyper.layers._args import check_non_negative, check_positive
 from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
 
 
@@ -50,10 +51,8 @@ class PRepBN(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}.")
-        if not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}.")
+        check_non_negative(warmup=warmup)
+        check_positive(total_steps=total_steps)
         if not 0.0 <= r0 <= 1.0:
             raise ValueError(f"r0 must be in [0, 1], got {r0!r}.")
         self.warmup = warmup

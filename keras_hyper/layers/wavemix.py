@@ -9,6 +9,7 @@ feed-forward restores the input's channels and resolution.
 
 import keras
 
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.torch_defaults import batch_norm
 from keras_hyper.ops import wavelets
@@ -41,11 +42,8 @@ class WaveMixBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")
-        for arg, value in (("mult", mult), ("ff_channel", ff_channel)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        check_positive(mult=mult, ff_channel=ff_channel)
+        check_rate(dropout=dropout)
         self.level = level
         self.mult = mult
         self.ff_channel = ff_channel

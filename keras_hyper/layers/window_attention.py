@@ -11,6 +11,7 @@ transpose.
 import keras
 import numpy as np
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.torch_defaults import trunc_normal
 
 
@@ -70,8 +71,7 @@ class WindowSoftmaxAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, window_size=None, shift_size=0, grid_size=(7, 7), qk_scale=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(num_heads=num_heads)
         if window_size is not None and (not isinstance(window_size, int) or window_size < 1):
             raise ValueError(f"window_size must be a positive integer or None, got {window_size!r}.")
         limit = window_size or 1

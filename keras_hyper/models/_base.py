@@ -10,6 +10,7 @@ from typing import Callable, Mapping, NamedTuple, Optional, Union
 import keras
 import numpy as np
 
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.weights import files as weights_lib
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -273,8 +274,7 @@ def validate_head(include_top, pooling, num_classes, classifier_activation):
             "already pools its input."
         )
     if include_top:
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
+        check_positive(num_classes=num_classes)
         if classifier_activation is not None:
             try:
                 keras.activations.get(classifier_activation)
@@ -285,8 +285,7 @@ def validate_head(include_top, pooling, num_classes, classifier_activation):
 def drop_path_rates(drop_path_rate, blocks):
     """The stochastic-depth rate of each of `blocks` blocks: linear from 0 to `drop_path_rate`, the schedule of
     timm and of the official implementations that use it."""
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
+    check_rate(drop_path_rate=drop_path_rate)
     return [float(rate) for rate in np.linspace(0.0, drop_path_rate, blocks)]
 
 

@@ -29,6 +29,7 @@ import math
 import keras
 
 from keras_hyper.layers import Conv2D, DropPath, PaddedMaxPool2D, SqueezeExcite
+from keras_hyper.layers._args import check_non_negative, check_positive, check_rate
 from keras_hyper.layers.halo import _make_divisible  # timm's make_divisible, which the halo layers use too
 from keras_hyper.layers.torch_defaults import batch_norm, conv_fan_out_normal, torch_padding
 from keras_hyper.models import _base
@@ -275,10 +276,8 @@ def plan(
         raise ValueError(f"stem_pool must be 'maxpool' or '', got {stem_pool!r}.")
     if downsample not in ("", "conv1x1"):
         raise ValueError(f"downsample must be 'conv1x1' or '', got {downsample!r}.")
-    if not isinstance(stem_chs, int) or stem_chs < 1:
-        raise ValueError(f"stem_chs must be a positive integer, got {stem_chs!r}.")
-    if not isinstance(num_features, int) or num_features < 0:
-        raise ValueError(f"num_features must be a non-negative integer, got {num_features!r}.")
+    check_positive(stem_chs=stem_chs)
+    check_non_negative(num_features=num_features)
     stages = _expand(
         blocks,
         width_factor=width_factor,
@@ -304,8 +303,7 @@ def network(x, plan, *, self_attn_layers, drop_path_rate=0.0, drop_rate=0.0):
     `self_attn_layers` maps each self-attention name of the plan to a layer class called as
     `cls(stride=..., **self_attn_kwargs, name=...)`; `drop_path_rate` is timm's linear schedule over all blocks,
     `drop_rate` the dropout before the classifier."""
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+    check_rate(drop_rate=drop_rate)
     rates = _base.drop_path_rates(drop_path_rate, sum(len(stage) for stage in plan.stages))
     for prefix, chs, kernel, stride in plan.stem:
         x = conv_bn_act(x, prefix, chs, kernel, stride=stride, act=plan.act)

@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DCLSConv2D, DCLSPositions, DropPath, LayerScale
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.models import _base
@@ -86,8 +87,7 @@ def convnext_dcls(
     depths, dims = _base.stage_args(depths, dims)
     if not isinstance(dcls_kernel_size, int) or dcls_kernel_size < 1 or dcls_kernel_size % 2 == 0:
         raise ValueError(f"dcls_kernel_size must be a positive odd integer, got {dcls_kernel_size!r}.")
-    if not isinstance(dcls_kernel_count, int) or dcls_kernel_count < 1:
-        raise ValueError(f"dcls_kernel_count must be a positive integer, got {dcls_kernel_count!r}.")
+    check_positive(dcls_kernel_count=dcls_kernel_count)
 
     x = Conv2D(dims[0], 4, strides=4, kernel_initializer=trunc_normal(), name="downsample_layers-0-0")(x)
     x = _layer_norm("downsample_layers-0-1")(x)

@@ -14,6 +14,7 @@ class probabilities): `tests/models/test_cvcnn_unet.py` tests it.
 
 import keras
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.complex import (
     Cardioid,
     ComplexBatchNormalization,
@@ -40,8 +41,7 @@ CNNX2_SCALE = 2**0.5
 def _check(widths, num_classes, complex_activation, complex_pooling):
     if len(widths) < 2 or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
         raise ValueError(f"widths must hold at least two positive integers (levels), got {widths!r}.")
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
+    check_positive(num_classes=num_classes)
     if complex_activation not in COMPLEX_ACTIVATIONS:
         raise ValueError(f"complex_activation must be one of {tuple(COMPLEX_ACTIVATIONS)}, got {complex_activation!r}.")
     if complex_pooling not in COMPLEX_POOLINGS:

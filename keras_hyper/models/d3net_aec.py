@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.complex import ComplexConv2D
 from keras_hyper.layers.multidilated import ComplexD3Block
 from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
@@ -130,11 +131,6 @@ def _conv_bn_relu(x, name, filters, kernel):
     return keras.layers.ReLU(name=f"{name}-act")(x)  # CReLU: ReLU of the real and of the imaginary parts
 
 
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-
-
 def d3net_aec(
     input_length=16000,
     n_fft=512,
@@ -165,17 +161,16 @@ def d3net_aec(
     Returns:
         A functional `keras.Model`: input `(B, T, 2)` [microphone, far end], output `(B, T)`.
     """
-    for label, value in (
-        ("input_length", input_length),
-        ("n_fft", n_fft),
-        ("hop", hop),
-        ("channels", channels),
-        ("num_d3_blocks", num_d3_blocks),
-        ("num_d2_blocks", num_d2_blocks),
-        ("num_layers", num_layers),
-        ("growth_rate", growth_rate),
-    ):
-        _positive_int(label, value)
+    check_positive(
+        input_length=input_length,
+        n_fft=n_fft,
+        hop=hop,
+        channels=channels,
+        num_d3_blocks=num_d3_blocks,
+        num_d2_blocks=num_d2_blocks,
+        num_layers=num_layers,
+        growth_rate=growth_rate,
+    )
     if n_fft % 2 or n_fft % hop:
         raise ValueError(f"n_fft must be even and divisible by hop, got n_fft={n_fft}, hop={hop}.")
     if input_length % hop or input_length < n_fft:

@@ -27,6 +27,7 @@ import re
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.torch_defaults import BN_EPSILON, batch_norm, torch_padding
 from keras_hyper.models import _base
@@ -112,13 +113,10 @@ def _validate(blocks, growth_rate, num_init_features, bn_size, compression, drop
     blocks = tuple(blocks)
     if not blocks or any(not isinstance(b, int) or b < 1 for b in blocks):
         raise ValueError(f"blocks must be a non-empty sequence of positive integers, got {blocks!r}.")
-    for label, value in (("growth_rate", growth_rate), ("num_init_features", num_init_features), ("bn_size", bn_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+    check_positive(growth_rate=growth_rate, num_init_features=num_init_features, bn_size=bn_size)
     if not 0.0 < compression <= 1.0:
         raise ValueError(f"compression must be in (0, 1], got {compression!r}.")
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+    check_rate(drop_rate=drop_rate)
     return blocks
 
 

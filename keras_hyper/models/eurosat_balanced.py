@@ -18,6 +18,7 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import BalancedAttention, DropBlock2D
+from keras_hyper.layers._args import check_rate
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm, kaiming_fan_out, torch_padding
 from keras_hyper.models import _base, _fusion
@@ -134,8 +135,7 @@ def _validate(widths, depths, drop_probs, coord_reduction, se_reduction, drop_ra
         )
     if any(not 0.0 <= p < 1.0 for p in drop_probs):
         raise ValueError(f"drop_probs must be in [0, 1), got {drop_probs}.")
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+    check_rate(drop_rate=drop_rate)
     return widths, depths, drop_probs
 
 

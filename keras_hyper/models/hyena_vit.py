@@ -21,6 +21,7 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import FirstToken, GridSelfAttention, HyenaOperator2D, PositionEmbedding2D
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.hyena import decay_rates, positional_features
 from keras_hyper.models import _base, _vit
@@ -113,9 +114,7 @@ def hyena_vit(
 
 def _checks(embed_dim, depth, num_heads, patch_size, img_size, method, directional_mode):
     """Validates the configuration; returns the per-block mixers."""
-    for arg, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads), ("img_size", img_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
+    check_positive(embed_dim=embed_dim, depth=depth, num_heads=num_heads, img_size=img_size)
     if not isinstance(patch_size, int) or patch_size < 1 or img_size % patch_size:
         raise ValueError(f"patch_size must be a positive integer dividing img_size={img_size}, got {patch_size!r}.")
     if embed_dim % num_heads:

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.hypernetwork import PARAMETRIZATIONS, HyperNetwork
 from keras_hyper.models import _base
@@ -181,8 +182,7 @@ def _hyper_inputs(hyperparameters):
                 raise ValueError(f"hyperparameters[{key!r}] must be a shape of positive integers, got {shape!r}.")
             inputs[key] = keras.Input(shape, name=key)
         return inputs
-    if not isinstance(hyperparameters, int) or isinstance(hyperparameters, bool) or hyperparameters < 1:
-        raise ValueError(f"num_hyperparameters must be a positive integer, got {hyperparameters!r}.")
+    check_positive(num_hyperparameters=hyperparameters)
     return keras.Input((hyperparameters,), name="hyperparameters")
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import EffLayer, GridSelfAttention, PositionEmbedding2D
+from keras_hyper.layers._args import check_rate
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.torch_defaults import torch_padding
 from keras_hyper.models import _base, _vit
@@ -49,11 +50,6 @@ def _mixers(depth, attn_type):
 def _head(x, num_classes):
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     return keras.layers.Dense(num_classes, kernel_initializer=_vit.dense_init(), name="head")(x)
-
-
-def _check_rate(drop_path_rate):
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
 
 
 def pflayer_vit(
@@ -179,7 +175,7 @@ def _pit_dims(base_dims, depths, heads, drop_path_rate, img_size, patch_size):
         # the pooling is a grouped convolution with one group per input channel
         if dim % prev:
             raise ValueError(f"Each stage's channels must be a multiple of the previous stage's, got {dims}.")
-    _check_rate(drop_path_rate)
+    check_rate(drop_path_rate=drop_path_rate)
     if img_size < patch_size:
         raise ValueError(f"img_size={img_size} is smaller than patch_size={patch_size}.")
     return dims

@@ -22,6 +22,7 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import PHConv2D, PrependZeroChannels
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.hypercomplex import factors_from_torch
 from keras_hyper.layers.pooling import TopLeftAveragePooling2D
 from keras_hyper.layers.torch_defaults import batch_norm
@@ -115,8 +116,7 @@ def _check(block, depths, widths, n, head_pooling):
     depths, widths = tuple(depths), tuple(widths)
     if len(depths) != 4 or any(not isinstance(d, int) or d < 1 for d in depths):
         raise ValueError(f"depths must be four positive integers, got {depths}.")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (the algebra dimension) must be a positive integer, got {n!r}.")
+    check_positive(**{"n (the algebra dimension)": n})
     if len(widths) != 4 or any(not isinstance(w, int) or w < 1 or w % n for w in widths):
         raise ValueError(f"widths must be four positive multiples of n={n}, got {widths}.")
     if head_pooling not in HEAD_POOLINGS:

@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import PHConv2D, PHMDense, PrependZeroChannels, torch_defaults
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.hypercomplex import factors_from_torch
 from keras_hyper.models import _base
 
@@ -100,8 +101,7 @@ def phc_vgg(x, config=CONFIGS["vgg16"], batch_norm=True, hidden_units=512, n=4, 
 
 def _check(config, hidden_units, n, dropout):
     config = tuple(config)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (the algebra dimension) must be a positive integer, got {n!r}.")
+    check_positive(**{"n (the algebra dimension)": n})
     widths = [v for v in config if v != "M"]
     if (
         not widths
@@ -116,8 +116,7 @@ def _check(config, hidden_units, n, dropout):
         raise ValueError(f"config must start with a convolution, got {config}.")
     if not isinstance(hidden_units, int) or hidden_units < 1 or hidden_units % n:
         raise ValueError(f"hidden_units must be a positive multiple of n={n}, got {hidden_units!r}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    check_rate(dropout=dropout)
     return config
 
 

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.polyhistor import PolyhistorAdapters
 from keras_hyper.layers.torch_defaults import BN_EPSILON, trunc_normal
@@ -200,8 +201,7 @@ def polyhistor(
                 f"Stage {i} has a {res}x{res} map at img_size={img_size}, not a whole number of {window_size}x"
                 f"{window_size} windows; choose img_size or window_size so that it is."
             )
-    if not isinstance(head_dim, int) or head_dim < 1:
-        raise ValueError(f"head_dim must be a positive integer, got {head_dim!r}.")
+    check_positive(head_dim=head_dim)
 
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=max(32, stride))
     if tuple(inputs.shape[1:3]) != (img_size, img_size):

@@ -19,6 +19,7 @@ strided convolutions); logits `(B, num_classes)`.
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.cswin_attention import CrossShapedWindowAttention
 from keras_hyper.layers.prepbn import PRepBN
@@ -155,8 +156,7 @@ def _stages(img_size, embed_dim, depths, num_heads, split_sizes, la_split_sizes,
             raise ValueError(f"{label} must have one entry per stage ({stages}), got {value!r}.")
     if not isinstance(attn_type, str) or len(attn_type) != stages or set(attn_type) - {"L", "S"}:
         raise ValueError(f"attn_type must be {stages} letters 'L' or 'S', got {attn_type!r}.")
-    if not isinstance(embed_dim, int) or embed_dim < 1:
-        raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}.")
+    check_positive(embed_dim=embed_dim)
     total_stride = 4 * 2 ** (stages - 1)
     if not isinstance(img_size, int) or img_size < total_stride or img_size % total_stride:
         raise ValueError(

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.linear_attention import PositionEmbedding, SimplifiedLinearAttention
 from keras_hyper.layers.prepbn import PRepBN
@@ -106,14 +107,12 @@ def _stages(img_size, patch_size, embed_dims, num_heads, mlp_ratios, depths):
         if len(value) != stages:
             raise ValueError(f"{label} must have one entry per stage ({stages}), got {value!r}.")
     for i, (dim, heads) in enumerate(zip(embed_dims, num_heads)):
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"embed_dims[{i}] must be a positive integer, got {dim!r}.")
+        check_positive(**{f"embed_dims[{i}]": dim})
         if not isinstance(heads, int) or heads < 1 or dim % heads:
             raise ValueError(f"num_heads[{i}]={heads!r} must be a positive integer dividing embed_dims[{i}]={dim}.")
     if any(r <= 0 for r in mlp_ratios):
         raise ValueError(f"mlp_ratios must be positive, got {mlp_ratios!r}.")
-    if not isinstance(patch_size, int) or patch_size < 1:
-        raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
+    check_positive(patch_size=patch_size)
     total_stride = patch_size * 2 ** (stages - 1)
     if not isinstance(img_size, int) or img_size < total_stride or img_size % total_stride:
         raise ValueError(

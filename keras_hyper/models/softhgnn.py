@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.soft_hypergraph import (
     ClassTokenEmbedding,
     ClassTokenSelect,
@@ -84,21 +85,10 @@ def softhgnn(
                          input_shape=(16, 24, 3))
         backbone = softhgnn(features_only=True)        # {"P2": (B, 8, 8, 512)} for the default 32x32 input
     """
-    for label, value in (
-        ("patch_size", patch_size),
-        ("dim", dim),
-        ("depth", depth),
-        ("heads", heads),
-        ("dim_head", dim_head),
-        ("mlp_dim", mlp_dim),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+    check_positive(patch_size=patch_size, dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim)
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
-    for label, value in (("dropout", dropout), ("emb_dropout", emb_dropout)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{label} must be in [0, 1), got {value!r}.")
+    check_rate(dropout=dropout, emb_dropout=emb_dropout)
     for size in x.shape[1:3]:
         if size is not None and size % patch_size:
             raise ValueError(f"Input height and width must be multiples of patch_size={patch_size}, got {x.shape}.")

@@ -29,6 +29,7 @@ from keras_hyper.layers import (
     SqueezeExcite,
     WaveChannelAggregation,
 )
+from keras_hyper.layers._args import check_rate
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.torch_defaults import batch_norm, conv_fan_out_normal, torch_padding, trunc_normal
 from keras_hyper.models import _base, _fusion
@@ -154,8 +155,7 @@ def spartan(
     expand_ratios = tuple(expand_ratios)
     if len(expand_ratios) != levels:
         raise ValueError(f"expand_ratios must have one entry per level ({levels}), got {expand_ratios}.")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
+    check_rate(drop_path_rate=drop_path_rate)
 
     x = _conv_norm_act(x, "conv-0", init_dim // 2, 3, stride=2)
     x = _conv_norm_act(x, "conv-1", init_dim, 3, stride=2)

@@ -26,6 +26,7 @@ grid, 32 for CIFAR, and are regenerated for other sizes); features `(B, H, W, 28
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.hyperzzw import ContextKernel, GlobalContextProduct, LocalHyperConv, LocalSlowNet, SlowNet
 from keras_hyper.layers.terminator import (
     GroupedStandardization,
@@ -253,8 +254,7 @@ def _check(
     blocks = len(expansions)
     slow_layers = _positive_ints("slow_layers", slow_layers)
     local_kernel_sizes = _positive_ints("local_kernel_sizes", local_kernel_sizes, odd=True)
-    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
+    check_positive(in_channels=in_channels)
     pre_inputs = tuple(tuple(p) for p in pre_inputs)
     dropout_rates = tuple(dropout_rates)
     for arg, value in (("slow_layers", slow_layers), ("pre_inputs", pre_inputs), ("dropout_rates", dropout_rates)):

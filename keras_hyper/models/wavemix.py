@@ -21,17 +21,13 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import WaveMixBlock
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.torch_defaults import batch_norm
 from keras_hyper.layers.wavemix import LEVELS
 from keras_hyper.models import _base
 
 STEMS = ("pachify", "strided")
-
-
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _stem_size(size, initial_conv, patch_size, stride):
@@ -47,18 +43,15 @@ def _stem_size(size, initial_conv, patch_size, stride):
 
 def _stem_stride(depth, mult, ff_channel, final_dim, dropout, level, initial_conv, patch_size, stride):
     """Validates the configuration; returns the stem's stride (the stride of every feature map after it)."""
-    for arg, value in (("depth", depth), ("mult", mult), ("ff_channel", ff_channel), ("final_dim", final_dim)):
-        _positive_int(arg, value)
+    check_positive(depth=depth, mult=mult, ff_channel=ff_channel, final_dim=final_dim)
     if final_dim % 4:
         raise ValueError(f"final_dim must be divisible by 4 (blocks reduce it to final_dim / 4), got {final_dim}.")
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")
     if initial_conv not in STEMS:
         raise ValueError(f"initial_conv must be one of {STEMS}, got {initial_conv!r}.")
-    _positive_int("patch_size", patch_size)
-    _positive_int("stride", stride)
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    check_positive(patch_size=patch_size, stride=stride)
+    check_rate(dropout=dropout)
     return patch_size if initial_conv == "pachify" else stride**2
 
 
