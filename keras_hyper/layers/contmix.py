@@ -9,7 +9,7 @@ import numpy as np
 from keras import ops
 
 from keras_hyper.layers._args import check_positive
-from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm, trunc_normal
 
 
 def clamped_window_starts(size, kernel_size):
@@ -115,7 +115,7 @@ class ContMix(keras.layers.Layer):
         fused: query and key projections with a bias and no BatchNormalization (the inference form `fuse()`
             returns).
         epsilon, momentum: of the BatchNormalizations.
-        kernel_initializer: of the projections.
+        kernel_initializer: of the projections (default: timm's trunc_normal_(std=.02)).
 
     Weights: sublayers `query`, `key` (Dense, `C -> C / 2`, `C' -> C / 2`), `query_norm`, `key_norm`
     (BatchNormalization, unless fused), `proj` (Dense, `pool_size^2 -> s^2 + K^2`); `rpb_small`
@@ -149,7 +149,7 @@ class ContMix(keras.layers.Layer):
         self.fused = bool(fused)
         self.epsilon = float(epsilon)
         self.momentum = float(momentum)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer or keras.initializers.TruncatedNormal(0.02))
+        self.kernel_initializer = keras.initializers.get(kernel_initializer or trunc_normal())
 
     def build(self, input_shape):
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
@@ -167,8 +167,10 @@ class ContMix(keras.layers.Layer):
         self.channels, self.context_channels = channels, total - channels
 
         def dense(units, name, use_bias):
+            # a copy per projection: an unseeded Keras initializer draws the same values at every call
+            init = self.kernel_initializer.__class__.from_config(self.kernel_initializer.get_config())
             return keras.layers.Dense(
-                units, use_bias=use_bias, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name=name
+                units, use_bias=use_bias, kernel_initializer=init, dtype=self.dtype_policy, name=name
             )
 
         def norm(name):

@@ -174,13 +174,12 @@ class HaloAttention(keras.layers.Layer):
         self.dim_head_qk = self.dim_head or _make_divisible(dim_out * self.qk_ratio) // self.num_heads
         self.dim_head_v = dim_out // self.num_heads
         self.scale = self.dim_head_qk**-0.5
-        init = trunc_normal(channels**-0.5)
         self.q = Conv2D(
             self.num_heads * self.dim_head_qk,
             1,
             strides=self.block_stride,
             use_bias=self.qkv_bias,
-            kernel_initializer=init,
+            kernel_initializer=trunc_normal(channels**-0.5),
             dtype=self.dtype_policy,
             name="q",
         )
@@ -188,16 +187,15 @@ class HaloAttention(keras.layers.Layer):
             self.num_heads * (self.dim_head_qk + self.dim_head_v),
             1,
             use_bias=self.qkv_bias,
-            kernel_initializer=init,
+            kernel_initializer=trunc_normal(channels**-0.5),
             dtype=self.dtype_policy,
             name="kv",
         )
         self.q.build(input_shape)
         self.kv.build(input_shape)
-        rel_init = trunc_normal(self.scale)
         rel_shape = (2 * self.win_size - 1, self.dim_head_qk)
-        self.height_rel = self.add_weight(shape=rel_shape, initializer=rel_init, name="height_rel")
-        self.width_rel = self.add_weight(shape=rel_shape, initializer=rel_init, name="width_rel")
+        self.height_rel = self.add_weight(shape=rel_shape, initializer=trunc_normal(self.scale), name="height_rel")
+        self.width_rel = self.add_weight(shape=rel_shape, initializer=trunc_normal(self.scale), name="width_rel")
 
     def _blocks(self, x, block):
         """`(B, nh * block, nw * block, heads * D)` -> `(B * heads, nh * nw, block * block, D)`."""
@@ -348,12 +346,11 @@ class BottleneckAttention(keras.layers.Layer):
             name="qkv",
         )
         self.qkv.build(input_shape)
-        rel_init = trunc_normal(self.scale)
         self.height_rel = self.add_weight(
-            shape=(2 * self.height - 1, self.dim_head_qk), initializer=rel_init, name="height_rel"
+            shape=(2 * self.height - 1, self.dim_head_qk), initializer=trunc_normal(self.scale), name="height_rel"
         )
         self.width_rel = self.add_weight(
-            shape=(2 * self.width - 1, self.dim_head_qk), initializer=rel_init, name="width_rel"
+            shape=(2 * self.width - 1, self.dim_head_qk), initializer=trunc_normal(self.scale), name="width_rel"
         )
 
     def call(self, inputs):

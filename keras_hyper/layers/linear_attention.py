@@ -247,10 +247,11 @@ class PositionEmbedding(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        init = trunc_normal()
-        self.pos_embed = self.add_weight(shape=(1, *self.grid_size, channels), initializer=init, name="pos_embed")
+        self.pos_embed = self.add_weight(
+            shape=(1, *self.grid_size, channels), initializer=trunc_normal(), name="pos_embed"
+        )
         if self.cls_token:
-            self.cls = self.add_weight(shape=(1, 1, channels), initializer=init, name="cls_token")
+            self.cls = self.add_weight(shape=(1, 1, channels), initializer=trunc_normal(), name="cls_token")
 
     def call(self, inputs):
         height, width = _grid(inputs)

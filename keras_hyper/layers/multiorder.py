@@ -84,9 +84,13 @@ class WaveChannelAggregation(keras.layers.Layer):
                 f"WaveChannelAggregation pairs channels into complex numbers, so channels * expand_ratio must be "
                 f"even, got {channels} * {self.expand_ratio} = {neck}."
             )
-        init = conv_fan_out_normal(1, neck)  # the official 1x1 convolutions' init
-        self.theta = keras.layers.Dense(neck, kernel_initializer=init, dtype=self.dtype_policy, name="theta")
-        self.proj = keras.layers.Dense(neck, kernel_initializer=init, dtype=self.dtype_policy, name="proj")
+        # the official 1x1 convolutions' init, one initializer each (a shared one would draw the same kernel twice)
+        self.theta = keras.layers.Dense(
+            neck, kernel_initializer=conv_fan_out_normal(1, neck), dtype=self.dtype_policy, name="theta"
+        )
+        self.proj = keras.layers.Dense(
+            neck, kernel_initializer=conv_fan_out_normal(1, neck), dtype=self.dtype_policy, name="proj"
+        )
         self.theta.build(input_shape)
         self.proj.build(input_shape)
         self.complex = self.add_weight(

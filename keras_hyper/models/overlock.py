@@ -491,6 +491,13 @@ ARCH = _base.Architecture(
     # the fixture's other taps (the Base-Net's stage 3, the overview context, the Focus-Net's output) are no
     # backbone features: tests/models/test_overlock.py compares them
     fixture_features={"feat/pre_stage2": "P3"},
+    # At the tiny 32x32 input the Focus-Net's stage-4 map is 1x1: ContMix resizes it to a constant K x K map, where
+    # every window averages equal values whatever the attention, so the query/key projections and their norms get
+    # no gradient but rounding (~1e-12). The kernels and betas, small numbers, still move by that; the gammas, at
+    # 1.0, do not.
+    zero_grad_at_init=tuple(
+        f"sub_blocks4-{i}-contmix/{norm}_norm/gamma" for i in range(2) for norm in ("query", "key")
+    ),
 )
 
 overlock = ARCH.builder

@@ -37,7 +37,6 @@ from keras_hyper.models import _base
 ADAPTERS = (None, "polyhistor", "lite")
 PASCAL_CONTEXT_TASKS = {"semseg": 21, "human_parts": 7, "saliency": 1, "normals": 3}
 LN_EPSILON = 1e-5
-_TRUNC = trunc_normal()
 
 
 class _Backbone:
@@ -58,7 +57,7 @@ class _Backbone:
         return self._get(
             name,
             lambda n: keras.layers.Dense(
-                units, use_bias=use_bias, kernel_initializer=_TRUNC, trainable=self.trainable, name=n
+                units, use_bias=use_bias, kernel_initializer=trunc_normal(), trainable=self.trainable, name=n
             ),
         )
 

@@ -42,13 +42,12 @@ from keras_hyper.models import _base
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-KAIMING_NORMAL = kaiming_normal()  # torch's kaiming_normal_ (fan_in)
 LOCAL_LAYERS = 2  # multiplicative layers of every slow network but the global one (official configuration)
 
 
 def _linear(units, name, use_bias=True):
     """A per-pixel Linear (the official 1x1 convolutions), kaiming_normal weights and zero bias as there."""
-    return keras.layers.Dense(units, use_bias=use_bias, kernel_initializer=KAIMING_NORMAL, name=name)
+    return keras.layers.Dense(units, use_bias=use_bias, kernel_initializer=kaiming_normal(), name=name)
 
 
 def _local_branch(x, kernel, prefix, *, norm_kwargs, use_bias):
@@ -230,7 +229,7 @@ def terminator(
 
     def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        return keras.layers.Dense(num_classes, kernel_initializer=KAIMING_NORMAL, name="out_layer")(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=kaiming_normal(), name="out_layer")(x)
 
     return _base.Network({"P0": x}, head)
 
