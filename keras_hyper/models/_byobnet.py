@@ -28,9 +28,12 @@ import math
 
 import keras
 
-from keras_hyper.layers import Conv2D, DropPath, PaddedMaxPool2D, SqueezeExcite
+from keras_hyper.layers import Conv2D, DropPath, SqueezeExcite
 from keras_hyper.layers._args import check_non_negative, check_positive, check_rate
-from keras_hyper.layers.halo import _make_divisible  # timm's make_divisible, which the halo layers use too
+from keras_hyper.layers.halo import (
+    PaddedMaxPool2D,
+    _make_divisible,  # timm's make_divisible, which the halo layers use too
+)
 from keras_hyper.layers.torch_defaults import batch_norm, conv_fan_out_normal, torch_padding
 from keras_hyper.models import _base
 

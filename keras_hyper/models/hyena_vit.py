@@ -20,10 +20,10 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
-from keras_hyper.layers import FirstToken, GridSelfAttention, HyenaOperator2D, PositionEmbedding2D
+from keras_hyper.layers import GridSelfAttention, HyenaOperator2D, PositionEmbedding2D
 from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
-from keras_hyper.layers.hyena import decay_rates, positional_features
+from keras_hyper.layers.hyena import FirstToken, decay_rates, positional_features
 from keras_hyper.models import _base, _vit
 
 METHODS = ("hyena2d", "hyena2dattn")

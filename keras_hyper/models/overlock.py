@@ -27,9 +27,9 @@ from keras_hyper.layers import (
     DilatedReparamConv2D,
     DropPath,
     GlobalResponseNorm,
-    ResizeLike,
     SqueezeExcite,
 )
+from keras_hyper.layers.contmix import ResizeLike
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.torch_defaults import batch_norm, torch_padding, trunc_normal
 from keras_hyper.models import _base, _fusion
