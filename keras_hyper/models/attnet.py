@@ -302,20 +302,24 @@ ARCH = _base.Architecture(
     source="https://github.com/price112/Attentive-Convolution",
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(
-        depths=(1, 1, 2, 1),
-        dims=(16, 32, 48, 64),
-        exp_rates=(4, 4, 2, 2),
-        kernel_sizes=(3, 5, 3, 5),
-        glu_dconv=(True, False, True, True),
-        glu_norm=(True, True, False, False),
-        layer_scale_init_value=1.0,
-        num_classes=10,
+    testing=_base.Testing(
+        tiny=dict(
+            depths=(1, 1, 2, 1),
+            dims=(16, 32, 48, 64),
+            exp_rates=(4, 4, 2, 2),
+            kernel_sizes=(3, 5, 3, 5),
+            glu_dconv=(True, False, True, True),
+            glu_norm=(True, True, False, False),
+            layer_scale_init_value=1.0,
+            num_classes=10,
+        ),
     ),
-    fixture="attnet",
-    # the fixture's kwargs are the official constructor's
-    fixture_kwargs=lambda meta: from_official(meta["kwargs"]),
-    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    reference=_base.Reference(
+        "attnet",
+        # the fixture's kwargs are the official constructor's
+        kwargs=lambda meta: from_official(meta["kwargs"]),
+        features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    ),
 )
 
 attnet = ARCH.builder

@@ -185,7 +185,7 @@ ARCH = _base.Architecture(
     source="https://arxiv.org/abs/2404.03617 (no official code; keras-hyper's reading of the paper)",
     classifier="head-fc",
     classifier_key="head.fc.weight",
-    tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), num_classes=10),
+    testing=_base.Testing(tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), num_classes=10)),
     reparameterize=reparameterize,
 )
 

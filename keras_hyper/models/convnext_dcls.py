@@ -248,21 +248,25 @@ ARCH = _base.Architecture(
     source="https://github.com/K-H-Ismail/ConvNeXt-dcls",
     classifier="head",
     classifier_key="head.weight",
-    # The fixtures' configuration, but with layer scale starting at 0.1 instead of 1e-6: at 1e-6 the first
-    # stage's LayerNorm receives gradients near 1e-10, too small for one Adam step (lr 1e-3, eps 1e-7) to move a
-    # float32 weight of 1.0, so the harness' "every variable changes" check could not see them learn.
-    tiny=dict(
-        depths=(1, 1, 2, 1),
-        dims=(16, 24, 32, 48),
-        dcls_kernel_size=5,
-        dcls_kernel_count=6,
-        layer_scale_init_value=0.1,
-        num_classes=10,
+    testing=_base.Testing(
+        # The fixtures' configuration, but with layer scale starting at 0.1 instead of 1e-6: at 1e-6 the first
+        # stage's LayerNorm receives gradients near 1e-10, too small for one Adam step (lr 1e-3, eps 1e-7) to move a
+        # float32 weight of 1.0, so the harness' "every variable changes" check could not see them learn.
+        tiny=dict(
+            depths=(1, 1, 2, 1),
+            dims=(16, 24, 32, 48),
+            dcls_kernel_size=5,
+            dcls_kernel_count=6,
+            layer_scale_init_value=0.1,
+            num_classes=10,
+        ),
     ),
-    fixture="convnext_dcls",
-    fixture_kwargs=fixture_kwargs,
-    fixture_cases=("tiny", "tiny_strong"),
-    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    reference=_base.Reference(
+        "convnext_dcls",
+        kwargs=fixture_kwargs,
+        cases=("tiny", "tiny_strong"),
+        features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    ),
     reparameterize=reparameterize,
 )
 

@@ -175,12 +175,14 @@ ARCH = _base.Architecture(
     source="https://arxiv.org/abs/2504.11517 (no official code; keras-hyper's reading of the paper)",
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(patch_size=8, embed_dim=16, depth=1, num_heads=2, kernel_size=3, mlp_ratio=2, num_classes=10),
-    # The output convolutions' bias is one scalar per block added to the whole tile, i.e. to every feature of a
-    # token alike, and the residual stream is read only through per-token LayerNorms, which subtract it: its
-    # gradient is zero up to rounding at any depth (a dead parameter of this reading, as a PyTorch port would have).
-    zero_grad_at_init=("blocks-0-attn/out_bias", "blocks-0-mlp/out_bias"),
-    min_input_size=32,
+    testing=_base.Testing(
+        tiny=dict(patch_size=8, embed_dim=16, depth=1, num_heads=2, kernel_size=3, mlp_ratio=2, num_classes=10),
+        # The output convolutions' bias is one scalar per block added to the whole tile, i.e. to every feature of a
+        # token alike, and the residual stream is read only through per-token LayerNorms, which subtract it: its
+        # gradient is zero up to rounding at any depth (a dead parameter of this reading, as a PyTorch port would have).
+        zero_grad_at_init=("blocks-0-attn/out_bias", "blocks-0-mlp/out_bias"),
+        min_input_size=32,
+    ),
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     interpolation="bilinear",

@@ -186,22 +186,24 @@ ARCH = _base.Architecture(
     source="https://github.com/convergedmachine/Cross-D-Conv",
     classifier="fc",
     classifier_key="fc.weight",
-    # Two stages, so that the backbone has a pyramid and the stride-2 stage its 1x1 Cross-D projection.
-    tiny=dict(depths=(1, 1), widths=(8, 16), stem_width=8, num_classes=10),
-    # A 1x1 Cross-D conv has one DFT frequency (0), so its phase shift is 1 whatever the rotation: its rotation
-    # head never gets a gradient (dead parameters, as in the official model, which counts them).
-    zero_grad_at_init=tuple(
-        f"layer2-0-downsample-0/{name}"
-        for name in (
-            "rotation_conv1/kernel",
-            "rotation_conv1/bias",
-            "rotation_norm/gamma",
-            "rotation_norm/beta",
-            "rotation_conv2/kernel",
-            "rotation_conv2/bias",
-        )
+    testing=_base.Testing(
+        # Two stages, so that the backbone has a pyramid and the stride-2 stage its 1x1 Cross-D projection.
+        tiny=dict(depths=(1, 1), widths=(8, 16), stem_width=8, num_classes=10),
+        # A 1x1 Cross-D conv has one DFT frequency (0), so its phase shift is 1 whatever the rotation: its rotation
+        # head never gets a gradient (dead parameters, as in the official model, which counts them).
+        zero_grad_at_init=tuple(
+            f"layer2-0-downsample-0/{name}"
+            for name in (
+                "rotation_conv1/kernel",
+                "rotation_conv1/bias",
+                "rotation_norm/gamma",
+                "rotation_norm/beta",
+                "rotation_conv2/kernel",
+                "rotation_conv2/bias",
+            )
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     interpolation="bilinear",
 )
 

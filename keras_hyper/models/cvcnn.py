@@ -241,8 +241,7 @@ ARCH = _base.Architecture(
     source="https://github.com/soumickmj/pytorch-complex",
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(depths=(1, 1), widths=(8, 16), num_classes=10),
-    min_input_size=32,
+    testing=_base.Testing(tiny=dict(depths=(1, 1), widths=(8, 16), num_classes=10), min_input_size=32),
 )
 
 cvcnn = ARCH.builder

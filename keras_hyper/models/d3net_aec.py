@@ -271,7 +271,7 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="Apache-2.0",
     source="https://arxiv.org/abs/2110.00745",
-    tiny=TINY,
+    testing=_base.Testing(tiny=TINY),
     example_inputs=example_inputs,
     kind="audio",
     # keras.ops.istft lowers to tf.Complex + tf.IRFFT under TensorFlow, which LiteRT only runs as Flex ops (the

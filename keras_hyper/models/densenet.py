@@ -378,7 +378,7 @@ ARCH = _base.Architecture(
     source="https://github.com/pytorch/vision",
     classifier="classifier",
     classifier_key="classifier.weight",
-    tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10),
+    testing=_base.Testing(tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10)),
     interpolation="bilinear",
 )
 
@@ -412,7 +412,7 @@ KIMIANET_ARCH = _base.Architecture(
     source="https://github.com/KimiaLabMayo/KimiaNet",
     classifier="fc_4",
     classifier_key="fc_4.weight",  # checkpoint reading strips DataParallel's "module."
-    tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10),
+    testing=_base.Testing(tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10)),
     interpolation="bilinear",
 )
 

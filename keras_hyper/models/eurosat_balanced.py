@@ -226,11 +226,12 @@ ARCH = _base.Architecture(
     source="https://github.com/virAditya/satellite-image-classification-eurosat",
     classifier="fc",
     classifier_key="fc.weight",
-    tiny=dict(widths=(16, 32, 48, 64), depths=(2, 1, 1, 1), num_classes=10),
-    fixture="eurosat_balanced",
-    fixture_kwargs=lambda meta: from_official(meta["kwargs"]),
-    fixture_features={f"feat/stage{i + 1}": f"P{i}" for i in range(4)},
-    min_input_size=8,
+    testing=_base.Testing(tiny=dict(widths=(16, 32, 48, 64), depths=(2, 1, 1, 1), num_classes=10), min_input_size=8),
+    reference=_base.Reference(
+        "eurosat_balanced",
+        kwargs=lambda meta: from_official(meta["kwargs"]),
+        features={f"feat/stage{i + 1}": f"P{i}" for i in range(4)},
+    ),
     reparameterize=reparameterize,
 )
 

@@ -401,28 +401,32 @@ ARCH = _base.Architecture(
     source="https://github.com/rayleizhu/GLMix",
     classifier="head",
     classifier_key="head.weight",
-    # Every block kind, cpe, mlp_dw and layer scale, one block per stage (the fixture covers the alternating
-    # stage and the official 5x5 local kernel); at 32 px the last stage is 1x1. One width and a 3x3 local kernel:
-    # JAX runs the harness eagerly, compiling every operation (and every depthwise tap) once per shape.
-    tiny=dict(
-        depth=(1, 1, 1, 1),
-        embed_dim=(16, 16, 16, 16),
-        head_dim=8,
-        mlp_ratios=(2, 2, 2, 2),
-        mixing_modes=("glmix", "glmix", "mha_nchw", "mha"),
-        local_dw_ks=3,
-        num_slots=4,
-        cpe_ks=3,
-        downsample_style="ovlp",
-        transition_layout="proj.norm",
-        mlp_dw=True,
-        layerscale=1e-4,
-        num_classes=10,
+    testing=_base.Testing(
+        # Every block kind, cpe, mlp_dw and layer scale, one block per stage (the fixture covers the alternating
+        # stage and the official 5x5 local kernel); at 32 px the last stage is 1x1. One width and a 3x3 local kernel:
+        # JAX runs the harness eagerly, compiling every operation (and every depthwise tap) once per shape.
+        tiny=dict(
+            depth=(1, 1, 1, 1),
+            embed_dim=(16, 16, 16, 16),
+            head_dim=8,
+            mlp_ratios=(2, 2, 2, 2),
+            mixing_modes=("glmix", "glmix", "mha_nchw", "mha"),
+            local_dw_ks=3,
+            num_slots=4,
+            cpe_ks=3,
+            downsample_style="ovlp",
+            transition_layout="proj.norm",
+            mlp_dw=True,
+            layerscale=1e-4,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    fixture="glnet",
-    min_input_size=32,
-    fixture_kwargs=fixture_kwargs,
-    fixture_features={"feat/stages.0": "P2", "feat/stages.1": "P3", "feat/stages.2": "P4", "feat/norm": "P5"},
+    reference=_base.Reference(
+        "glnet",
+        kwargs=fixture_kwargs,
+        features={"feat/stages.0": "P2", "feat/stages.1": "P3", "feat/stages.2": "P4", "feat/norm": "P5"},
+    ),
 )
 
 glnet = ARCH.builder

@@ -222,19 +222,21 @@ ARCH = _base.Architecture(
     source="https://github.com/Itamarzimm/HyenaND",
     classifier="head",
     classifier_key="head.weight",
-    # img_size 96 with 8-pixel patches: Hyena filters for up to 12x12 grids, so the harness' 32x32 (4x4) and
-    # 64x72 (8x9) inputs fit; the hybrid puts attention in block 2 of 3.
-    tiny=dict(
-        embed_dim=16,
-        depth=3,
-        num_heads=2,
-        patch_size=8,
-        img_size=96,
-        method="hyena2dattn",
-        hyena_filter_order=8,
-        num_classes=10,
+    testing=_base.Testing(
+        # img_size 96 with 8-pixel patches: Hyena filters for up to 12x12 grids, so the harness' 32x32 (4x4) and
+        # 64x72 (8x9) inputs fit; the hybrid puts attention in block 2 of 3.
+        tiny=dict(
+            embed_dim=16,
+            depth=3,
+            num_heads=2,
+            patch_size=8,
+            img_size=96,
+            method="hyena2dattn",
+            hyena_filter_order=8,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     interpolation="bicubic",
 )
 

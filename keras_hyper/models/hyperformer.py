@@ -430,30 +430,32 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="none stated (no LICENSE file in the official repository)",
     source="https://github.com/zhiweihu1103/HKGC-HyperFormer",
-    tiny=dict(
-        num_entities=12,
-        num_relations=4,
-        hidden_size=16,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=16,
-        num_experts=4,
-        top_k=2,
-        ent_neighbor_num=2,
-        rel_neighbor_num=2,
-        ent_qual_neighbor_num=1,
-        conv_channels=3,
-        conv_kernel_size=3,
-        conv_kernel_width=4,
-        conv_kernel_height=4,
-        conv_permutations=2,
-        # no unused variables, so that the harness's fit step can move every one
-        official_unused_weights=False,
+    testing=_base.Testing(
+        tiny=dict(
+            num_entities=12,
+            num_relations=4,
+            hidden_size=16,
+            num_layers=1,
+            num_heads=2,
+            intermediate_size=16,
+            num_experts=4,
+            top_k=2,
+            ent_neighbor_num=2,
+            rel_neighbor_num=2,
+            ent_qual_neighbor_num=1,
+            conv_channels=3,
+            conv_kernel_size=3,
+            conv_kernel_width=4,
+            conv_kernel_height=4,
+            conv_permutations=2,
+            # no unused variables, so that the harness's fit step can move every one
+            official_unused_weights=False,
+        ),
+        # InteractE's bn0 scale reaches the loss only through a bias-free convolution followed by the training-mode
+        # bn1, which normalises any per-map scale away while bn0's shift is still zero: its first gradient is zero up
+        # to BatchNorm's epsilon (the official architecture; the weight matters at inference)
+        zero_grad_at_init=("interaction/conv/bn0/gamma",),
     ),
     example_inputs=_tiny_inputs,
     kind="knowledge graph",
-    # InteractE's bn0 scale reaches the loss only through a bias-free convolution followed by the training-mode
-    # bn1, which normalises any per-map scale away while bn0's shift is still zero: its first gradient is zero up
-    # to BatchNorm's epsilon (the official architecture; the weight matters at inference)
-    zero_grad_at_init=("interaction/conv/bn0/gamma",),
 )

@@ -250,10 +250,14 @@ ARCH = _base.Architecture(
     source="https://github.com/sail-sg/inceptionnext",
     classifier="head-fc2",
     classifier_key="head.fc2.weight",
-    tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), band_kernel_size=7, branch_ratio=0.25, num_classes=10),
-    fixture="inceptionnext",
-    fixture_kwargs=lambda meta: from_official(meta["kwargs"]),
-    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    testing=_base.Testing(
+        tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), band_kernel_size=7, branch_ratio=0.25, num_classes=10),
+    ),
+    reference=_base.Reference(
+        "inceptionnext",
+        kwargs=lambda meta: from_official(meta["kwargs"]),
+        features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    ),
     reparameterize=reparameterize,
 )
 

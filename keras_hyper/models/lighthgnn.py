@@ -235,8 +235,10 @@ ARCH = _base.Architecture(
     variants=TEACHER_VARIANTS,
     license="Apache-2.0",
     source=_SOURCE,
-    # BN on, so that the harness trains and round-trips every layer kind the builder has
-    tiny=dict(in_channels=10, num_classes=4, hid_channels=8, use_bn=True),
+    testing=_base.Testing(
+        # BN on, so that the harness trains and round-trips every layer kind the builder has
+        tiny=dict(in_channels=10, num_classes=4, hid_channels=8, use_bn=True),
+    ),
     example_inputs=_graph_inputs,
     kind="hypergraph",
     sample_inputs=_sample_graph,
@@ -250,8 +252,10 @@ STUDENT_ARCH = _base.Architecture(
     variants=STUDENT_VARIANTS,
     license="Apache-2.0",
     source=_SOURCE,
-    # a fixed vertex count: LiteRT export needs static shapes apart from the batch
-    tiny=dict(in_channels=10, num_classes=4, hid_channels=16, num_vertices=14),
+    testing=_base.Testing(
+        # a fixed vertex count: LiteRT export needs static shapes apart from the batch
+        tiny=dict(in_channels=10, num_classes=4, hid_channels=16, num_vertices=14),
+    ),
     example_inputs=_vertex_inputs,
     kind="vertex features (graph-free MLP)",
     sample_inputs=_sample_vertices,

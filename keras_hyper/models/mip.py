@@ -477,9 +477,11 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="Apache-2.0",
     source="https://github.com/JJGO/hyperlight",
-    # the fixture's shrunk ConvNet
-    tiny=dict(channels=(4, 8, 8, 8), hidden_sizes=(16, 32), num_hyperparameters=1),
-    min_input_size=min_size((5, 3, 3, 3), (2, 3)),
+    testing=_base.Testing(
+        # the fixture's shrunk ConvNet
+        tiny=dict(channels=(4, 8, 8, 8), hidden_sizes=(16, 32), num_hyperparameters=1),
+        min_input_size=min_size((5, 3, 3, 3), (2, 3)),
+    ),
     mean=(0.0,),
     std=(1.0,),
     example_inputs=_inputs,

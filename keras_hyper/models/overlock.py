@@ -475,29 +475,33 @@ ARCH = _base.Architecture(
     source="https://github.com/LMMMEng/OverLoCK",
     classifier="head-4",
     classifier_key="head.4.weight",
-    tiny=dict(
-        depth=(1, 1, 1, 1),
-        sub_depth=(2, 2),
-        embed_dim=(16, 32, 48, 64),
-        kernel_size=(9, 7, 5, 5),
-        sub_mlp_ratio=(3, 3),
-        sub_num_heads=(2, 2),
-        projection=64,
-        num_classes=10,
+    testing=_base.Testing(
+        tiny=dict(
+            depth=(1, 1, 1, 1),
+            sub_depth=(2, 2),
+            embed_dim=(16, 32, 48, 64),
+            kernel_size=(9, 7, 5, 5),
+            sub_mlp_ratio=(3, 3),
+            sub_num_heads=(2, 2),
+            projection=64,
+            num_classes=10,
+        ),
+        # At the tiny 32x32 input the Focus-Net's stage-4 map is 1x1: ContMix resizes it to a constant K x K map, where
+        # every window averages equal values whatever the attention, so the query/key projections and their norms get
+        # no gradient but rounding (~1e-12). The kernels and betas, small numbers, still move by that; the gammas, at
+        # 1.0, do not.
+        zero_grad_at_init=tuple(
+            f"sub_blocks4-{i}-contmix/{norm}_norm/gamma" for i in range(2) for norm in ("query", "key")
+        ),
     ),
-    fixture="overlock",
+    reference=_base.Reference(
+        "overlock",
+        kwargs=_fixture_kwargs,
+        # the fixture's other taps (the Base-Net's stage 3, the overview context, the Focus-Net's output) are no
+        # backbone features: tests/models/test_overlock.py compares them
+        features={"feat/pre_stage2": "P3"},
+    ),
     reparameterize=reparameterize,
-    fixture_kwargs=_fixture_kwargs,
-    # the fixture's other taps (the Base-Net's stage 3, the overview context, the Focus-Net's output) are no
-    # backbone features: tests/models/test_overlock.py compares them
-    fixture_features={"feat/pre_stage2": "P3"},
-    # At the tiny 32x32 input the Focus-Net's stage-4 map is 1x1: ContMix resizes it to a constant K x K map, where
-    # every window averages equal values whatever the attention, so the query/key projections and their norms get
-    # no gradient but rounding (~1e-12). The kernels and betas, small numbers, still move by that; the gammas, at
-    # 1.0, do not.
-    zero_grad_at_init=tuple(
-        f"sub_blocks4-{i}-contmix/{norm}_norm/gamma" for i in range(2) for norm in ("query", "key")
-    ),
 )
 
 overlock = ARCH.builder

@@ -222,10 +222,12 @@ ARCH = _base.Architecture(
     source="https://github.com/naver-ai/PfLayer",
     classifier="fc",
     classifier_key="fc.weight",
-    tiny=dict(block="max", depths=(1, 2, 1, 1), width_mult=0.25, num_classes=10),
-    fixture="pflayer",
-    fixture_kwargs=_fixture_kwargs,
-    fixture_features={f"feat/layer{i + 1}": f"P{i + 2}" for i in range(4)},
+    testing=_base.Testing(tiny=dict(block="max", depths=(1, 2, 1, 1), width_mult=0.25, num_classes=10)),
+    reference=_base.Reference(
+        "pflayer",
+        kwargs=_fixture_kwargs,
+        features={f"feat/layer{i + 1}": f"P{i + 2}" for i in range(4)},
+    ),
     interpolation="bilinear",
     reparameterize=reparameterize,
 )

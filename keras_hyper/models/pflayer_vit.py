@@ -298,7 +298,9 @@ VIT_ARCH = _base.Architecture(
     source=_SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(patch_size=16, embed_dim=24, depth=2, num_heads=2, mlp_ratio=2.0, img_size=32, num_classes=10),
+    testing=_base.Testing(
+        tiny=dict(patch_size=16, embed_dim=24, depth=2, num_heads=2, mlp_ratio=2.0, img_size=32, num_classes=10),
+    ),
 )
 
 PIT_ARCH = _base.Architecture(
@@ -314,7 +316,9 @@ PIT_ARCH = _base.Architecture(
     source=_SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(base_dims=(8, 8), depths=(2, 2), heads=(2, 4), mlp_ratio=2.0, img_size=32, num_classes=10),
+    testing=_base.Testing(
+        tiny=dict(base_dims=(8, 8), depths=(2, 2), heads=(2, 4), mlp_ratio=2.0, img_size=32, num_classes=10),
+    ),
 )
 
 ARCHITECTURES = (VIT_ARCH, PIT_ARCH)

@@ -304,21 +304,23 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="none (no official code or weights published)",
     source="https://arxiv.org/abs/2210.03265",
-    # every path at 32 px: shifted 4x4 windows on the 8x8 map, patch merging, a global stage (4x4); adapters not
-    # zero-initialised so that one fit step reaches every hypernetwork weight
-    tiny=dict(
-        tasks={"semseg": 5, "saliency": 1},
-        adapter="polyhistor",
-        img_size=32,
-        embed_dim=16,
-        depths=(2, 1),
-        num_heads=(1, 2),
-        window_size=4,
-        mlp_ratio=2.0,
-        rank=2,
-        embedding_dim=8,
-        zero_init_adapters=False,
-        head_dim=8,
+    testing=_base.Testing(
+        # every path at 32 px: shifted 4x4 windows on the 8x8 map, patch merging, a global stage (4x4); adapters not
+        # zero-initialised so that one fit step reaches every hypernetwork weight
+        tiny=dict(
+            tasks={"semseg": 5, "saliency": 1},
+            adapter="polyhistor",
+            img_size=32,
+            embed_dim=16,
+            depths=(2, 1),
+            num_heads=(1, 2),
+            window_size=4,
+            mlp_ratio=2.0,
+            rank=2,
+            embedding_dim=8,
+            zero_init_adapters=False,
+            head_dim=8,
+        ),
     ),
     example_inputs=_example_inputs,
     kind="dense prediction",

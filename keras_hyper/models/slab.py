@@ -497,24 +497,28 @@ ARCH = _base.Architecture(
     source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    # r0 = 0.5: with the official r0 = 1 the first step weights RepBN by 0, so one fit step could not move it;
-    # no cls_token: no forward reads it, so no step could move it either.
-    tiny=dict(
-        img_size=32,
-        patch_size=4,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        mlp_ratio=3.0,
-        cls_token=False,
-        prepbn_r0=0.5,
-        num_classes=10,
+    testing=_base.Testing(
+        # r0 = 0.5: with the official r0 = 1 the first step weights RepBN by 0, so one fit step could not move it;
+        # no cls_token: no forward reads it, so no step could move it either.
+        tiny=dict(
+            img_size=32,
+            patch_size=4,
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            mlp_ratio=3.0,
+            cls_token=False,
+            prepbn_r0=0.5,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    fixture="slab",
-    min_input_size=32,
+    reference=_base.Reference(
+        "slab",
+        kwargs=fixture_kwargs,
+        features={"feat/norm": "P2"},
+    ),
     reparameterize=reparameterize,
-    fixture_kwargs=fixture_kwargs,
-    fixture_features={"feat/norm": "P2"},
 )
 
 _SWIN_T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=56, attn_type="LLSS")
@@ -555,22 +559,24 @@ SWIN_ARCH = _base.Architecture(
     source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    # every path at 32 px: shifted 4x4 SLA windows (16x16 map), shifted 2x2 softmax windows (8x8), two patch
-    # mergings, a global SLA stage (4x4: its window 4 covers it); the dynamic-size check's 64x72 input still
-    # tiles into these windows (32x36, 16x18) and leaves the global stage global (8x9)
-    tiny=dict(
-        img_size=32,
-        patch_size=2,
-        embed_dim=8,
-        depths=(2, 2, 1),
-        num_heads=(1, 2, 2),
-        window_size=4,
-        attn_type="LSL",
-        softmax_window=2,
-        prepbn_r0=0.5,
-        num_classes=10,
+    testing=_base.Testing(
+        # every path at 32 px: shifted 4x4 SLA windows (16x16 map), shifted 2x2 softmax windows (8x8), two patch
+        # mergings, a global SLA stage (4x4: its window 4 covers it); the dynamic-size check's 64x72 input still
+        # tiles into these windows (32x36, 16x18) and leaves the global stage global (8x9)
+        tiny=dict(
+            img_size=32,
+            patch_size=2,
+            embed_dim=8,
+            depths=(2, 2, 1),
+            num_heads=(1, 2, 2),
+            window_size=4,
+            attn_type="LSL",
+            softmax_window=2,
+            prepbn_r0=0.5,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     reparameterize=reparameterize,
 )
 

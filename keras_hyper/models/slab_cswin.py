@@ -240,22 +240,24 @@ ARCH = _base.Architecture(
     source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    # 32 px: an 8x8 stage of softmax attention in 2-wide vertical and horizontal stripes, a merge, a global 4x4
-    # SLA stage; r0 = 0.5 and no unused scale, so that one fit step moves every variable
-    tiny=dict(
-        img_size=32,
-        embed_dim=8,
-        depths=(1, 1),
-        num_heads=(2, 2),
-        split_sizes=(2, 4),
-        la_split_sizes=(8, 4),
-        attn_type="SL",
-        mlp_ratio=2.0,
-        unused_scale=False,
-        prepbn_r0=0.5,
-        num_classes=10,
+    testing=_base.Testing(
+        # 32 px: an 8x8 stage of softmax attention in 2-wide vertical and horizontal stripes, a merge, a global 4x4
+        # SLA stage; r0 = 0.5 and no unused scale, so that one fit step moves every variable
+        tiny=dict(
+            img_size=32,
+            embed_dim=8,
+            depths=(1, 1),
+            num_heads=(2, 2),
+            split_sizes=(2, 4),
+            la_split_sizes=(8, 4),
+            attn_type="SL",
+            mlp_ratio=2.0,
+            unused_scale=False,
+            prepbn_r0=0.5,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     reparameterize=_slab.reparameterize,
 )
 

@@ -215,18 +215,20 @@ ARCH = _base.Architecture(
     source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    # 32 px: stages of 8x8 and 4x4 tokens; r0 = 0.5 so that one fit step moves RepBN too
-    tiny=dict(
-        img_size=32,
-        patch_size=4,
-        embed_dims=(8, 16),
-        num_heads=(1, 2),
-        mlp_ratios=(2, 2),
-        depths=(1, 1),
-        prepbn_r0=0.5,
-        num_classes=10,
+    testing=_base.Testing(
+        # 32 px: stages of 8x8 and 4x4 tokens; r0 = 0.5 so that one fit step moves RepBN too
+        tiny=dict(
+            img_size=32,
+            patch_size=4,
+            embed_dims=(8, 16),
+            num_heads=(1, 2),
+            mlp_ratios=(2, 2),
+            depths=(1, 1),
+            prepbn_r0=0.5,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     reparameterize=_slab.reparameterize,
 )
 

@@ -224,29 +224,31 @@ ARCH = _base.Architecture(
     source="https://github.com/Mengqi-Lei/SoftHGNN",
     classifier="mlp_head-1",
     classifier_key="mlp_head.1.weight",
-    # the sparse module (top-k, load-balancing loss); at the smallest input, one patch (the harness' dynamic-size
-    # check runs it on a 2x3 grid); the fixture's cases are single modules, checked by
-    # tests/layers/test_soft_hypergraph.py
-    tiny=dict(
-        patch_size=8,
-        dim=32,
-        depth=1,
-        heads=2,
-        dim_head=16,
-        mlp_dim=32,
-        dropout=0.0,
-        emb_dropout=0.0,
-        num_hyperedges=2,
-        num_edge_head=2,
-        num_dynamic_hyperedges=4,
-        top_k=2,
-        num_classes=10,
+    testing=_base.Testing(
+        # the sparse module (top-k, load-balancing loss); at the smallest input, one patch (the harness' dynamic-size
+        # check runs it on a 2x3 grid); the fixture's cases are single modules, checked by
+        # tests/layers/test_soft_hypergraph.py
+        tiny=dict(
+            patch_size=8,
+            dim=32,
+            depth=1,
+            heads=2,
+            dim_head=16,
+            mlp_dim=32,
+            dropout=0.0,
+            emb_dropout=0.0,
+            num_hyperedges=2,
+            num_edge_head=2,
+            num_dynamic_hyperedges=4,
+            top_k=2,
+            num_classes=10,
+        ),
+        min_input_size=8,
+        # At that input (one patch and the class token) locality attention, which masks each token's own entry,
+        # leaves one entry to attend to: its softmax is 1 whatever the temperature (trained on a 2x2 grid in
+        # tests/models/test_softhgnn.py).
+        zero_grad_at_init=("transformer-layers-0-0-fn/temperature",),
     ),
-    min_input_size=8,
-    # At that input (one patch and the class token) locality attention, which masks each token's own entry,
-    # leaves one entry to attend to: its softmax is 1 whatever the temperature (trained on a 2x2 grid in
-    # tests/models/test_softhgnn.py).
-    zero_grad_at_init=("transformer-layers-0-0-fn/temperature",),
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     interpolation="bilinear",

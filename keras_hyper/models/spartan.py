@@ -354,17 +354,21 @@ ARCH = _base.Architecture(
     source="https://github.com/henry-pay/SpaRTAN",
     classifier="linear",
     classifier_key="linear.weight",
-    # Three levels: at the harness' 32x32 input the last level is 2x2, where FeatureDecompose has a gradient (at
-    # 1x1 a map equals its mean); the four-level fixture configuration comes from fixture_kwargs. 64 channels:
-    # an SE bottleneck of C/8 units sees nearly equal positive GELU means in every sample, so each unit starts
-    # dead for the whole batch with probability ~1/2; with 8 units one fit step updates every SE weight.
-    tiny=dict(layer_depths=(1, 1, 1), dims=(64, 64), expand_ratios=(2, 2, 2), init_dim=64, num_classes=10),
-    fixture="spartan",
-    min_input_size=32,
+    testing=_base.Testing(
+        # Three levels: at the harness' 32x32 input the last level is 2x2, where FeatureDecompose has a gradient (at
+        # 1x1 a map equals its mean); the four-level fixture configuration comes from fixture_kwargs. 64 channels:
+        # an SE bottleneck of C/8 units sees nearly equal positive GELU means in every sample, so each unit starts
+        # dead for the whole batch with probability ~1/2; with 8 units one fit step updates every SE weight.
+        tiny=dict(layer_depths=(1, 1, 1), dims=(64, 64), expand_ratios=(2, 2, 2), init_dim=64, num_classes=10),
+        min_input_size=32,
+    ),
+    reference=_base.Reference(
+        "spartan",
+        kwargs=fixture_kwargs,
+        features={"feat/layers.0": "P2", "feat/layers.2": "P3", "feat/layers.4": "P4", "feat/layers.6": "P5"},
+    ),
     interpolation="bilinear",
     reparameterize=reparameterize,
-    fixture_kwargs=fixture_kwargs,
-    fixture_features={"feat/layers.0": "P2", "feat/layers.2": "P3", "feat/layers.4": "P4", "feat/layers.6": "P5"},
 )
 
 spartan = ARCH.builder

@@ -410,31 +410,33 @@ ARCH = _base.Architecture(
     source="https://arxiv.org/abs/2401.17948 (code: fork lalalune/Terminator @ 5d5b69f, no licence; read for facts)",
     classifier="out_layer",
     classifier_key="out_layer.weight",
-    # Two narrow blocks (3 -> 12 -> 24 channels) with small slow networks and local kernels; the second block also
-    # concatenates the first's output, as the official blocks 2-4 do with earlier ones. Hyper-kernels learned on a
-    # 2 x 2 grid (read at 32 x 32, so the resampling runs too) and omega_0 = 1: with the official 32 x 32 grid's
-    # output scaling and omega_0 = 2000 (filter weights near 1e4, which an Adam step of 1e-3 does not move in
-    # float32), the hyper interaction's six-fold products of small factors get gradients near 1e-14 on noise
-    # inputs, below Adam's epsilon. The redundant biases and the standardisation after the hyper-channel
-    # interaction are left out, since they cut the gradient of their parameters (see the builder's arguments).
-    tiny=dict(
-        expansions=(4, 2),
-        slow_layers=(2, 1),
-        pre_inputs=((), (0,)),
-        dropout_rates=(0.0, 0.05),
-        local_kernel_sizes=(3, 5, 3, 3),
-        global_hidden=8,
-        local_hidden=8,
-        channel_hidden=8,
-        interact_hidden=(4, 8),
-        norm_groups=12,
-        grid_size=2,
-        omega_0=1.0,
-        redundant_biases=False,
-        standardize_hci=False,
-        num_classes=10,
+    testing=_base.Testing(
+        # Two narrow blocks (3 -> 12 -> 24 channels) with small slow networks and local kernels; the second block also
+        # concatenates the first's output, as the official blocks 2-4 do with earlier ones. Hyper-kernels learned on a
+        # 2 x 2 grid (read at 32 x 32, so the resampling runs too) and omega_0 = 1: with the official 32 x 32 grid's
+        # output scaling and omega_0 = 2000 (filter weights near 1e4, which an Adam step of 1e-3 does not move in
+        # float32), the hyper interaction's six-fold products of small factors get gradients near 1e-14 on noise
+        # inputs, below Adam's epsilon. The redundant biases and the standardisation after the hyper-channel
+        # interaction are left out, since they cut the gradient of their parameters (see the builder's arguments).
+        tiny=dict(
+            expansions=(4, 2),
+            slow_layers=(2, 1),
+            pre_inputs=((), (0,)),
+            dropout_rates=(0.0, 0.05),
+            local_kernel_sizes=(3, 5, 3, 3),
+            global_hidden=8,
+            local_hidden=8,
+            channel_hidden=8,
+            interact_hidden=(4, 8),
+            norm_groups=12,
+            grid_size=2,
+            omega_0=1.0,
+            redundant_biases=False,
+            standardize_hci=False,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     mean=CIFAR10_MEAN,
     std=CIFAR10_STD,
     interpolation="bilinear",

@@ -353,13 +353,14 @@ ARCH = _base.Architecture(
     source="https://github.com/AILab-CVC/UniRepLKNet",
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(**_TINY, num_classes=10),
-    fixture="unireplknet",
-    min_input_size=MIN_SIZE,
+    testing=_base.Testing(tiny=dict(**_TINY, num_classes=10), min_input_size=MIN_SIZE),
+    reference=_base.Reference(
+        "unireplknet",
+        kwargs=_fixture_kwargs,
+        cases=("tiny",),
+        features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    ),
     reparameterize=reparameterize,
-    fixture_kwargs=_fixture_kwargs,
-    fixture_cases=("tiny",),
-    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
 )
 
 unireplknet = ARCH.builder

@@ -229,13 +229,14 @@ ARCH = _base.Architecture(
     source="https://github.com/pranavphoenix/WaveMix",
     classifier="pool-2",
     classifier_key="pool.2.weight",
-    # A stride-2 stem and two DWT levels: the harness' 64x72 dynamic-size input gives a 32x36 map, which halves
-    # twice; the fixture's level-3, level-1 and strided-stem configurations come from fixture_kwargs.
-    tiny=dict(depth=1, mult=2, ff_channel=16, final_dim=16, level=2, patch_size=2, num_classes=10),
-    fixture="wavemix",
-    min_input_size=32,
+    testing=_base.Testing(
+        # A stride-2 stem and two DWT levels: the harness' 64x72 dynamic-size input gives a 32x36 map, which halves
+        # twice; the fixture's level-3, level-1 and strided-stem configurations come from fixture_kwargs.
+        tiny=dict(depth=1, mult=2, ff_channel=16, final_dim=16, level=2, patch_size=2, num_classes=10),
+        min_input_size=32,
+    ),
+    reference=_base.Reference("wavemix", kwargs=fixture_kwargs),
     interpolation="bicubic",
-    fixture_kwargs=fixture_kwargs,
 )
 
 wavemix = ARCH.builder
