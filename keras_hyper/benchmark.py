@@ -49,6 +49,7 @@ import numpy as np
 
 from keras_hyper import applications
 from keras_hyper.applications import catalog, registry
+from keras_hyper.layers._args import check_at_least
 
 # Row key and columns of the Speed table in a model card; `write_card` rewrites rows in this layout. "{unit}" is
 # "img" for image models and "sample" for the others.
@@ -124,8 +125,7 @@ def benchmark(
     """
     checks = [("batch", batch, 1), ("iters", iters, 1), ("warmup", warmup, 0)]
     for arg, value, low in checks + ([("size", size, 1)] if size is not None else []):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"benchmark {arg} must be an integer >= {low}, got {value!r}.")
+        check_at_least(low, **{f"benchmark {arg}": value})
     info = applications.model_info(name)
     if vs_timm and not info.timm_name:
         raise ValueError(f"{info.name} has no timm counterpart (its timm_name is not set); run without vs_timm.")

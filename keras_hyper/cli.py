@@ -352,10 +352,10 @@ def _parity(args):
     from keras_hyper.convert import reference
 
     arch, _ = registry.lookup(args.name.partition(".")[0])
-    if not arch.fixture:
+    if arch.reference is None:
         raise ValueError(f"Architecture {arch.name!r} has no reference fixtures.")
     root = Path(args.reference or os.environ.get("KERAS_HYPER_REFERENCE") or Path("..") / "shared" / "reference")
-    folder = root / arch.fixture
+    folder = root / arch.reference.folder
     if not folder.is_dir():
         raise FileNotFoundError(f"Reference folder '{folder}' does not exist; pass --reference.")
     results = reference.check(arch, folder)

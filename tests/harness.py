@@ -66,7 +66,7 @@ def test_forward_is_finite_with_the_configured_head(arch):
     assert all(np.all(np.isfinite(out)) for out in outs)
     if arch.example_inputs is None:
         (out,) = outs
-        assert out.shape == (2, arch.tiny.get("num_classes", 1000))
+        assert out.shape == (2, arch.testing.tiny.get("num_classes", 1000))
         np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)  # softmax by default
 
 
@@ -86,9 +86,9 @@ def test_one_fit_step_changes_every_trainable_variable(arch):
     before = [to_numpy(v).copy() for v in model.trainable_variables]
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     unchanged = [v.path for v, b in zip(model.trainable_variables, before) if np.array_equal(to_numpy(v), b)]
-    stale = set(arch.zero_grad_at_init) - {v.path for v in model.trainable_variables}
+    stale = set(arch.testing.zero_grad_at_init) - {v.path for v in model.trainable_variables}
     assert not stale, f"zero_grad_at_init names variables the tiny model does not have: {sorted(stale)}"
-    unexpected = [path for path in unchanged if path not in arch.zero_grad_at_init]
+    unexpected = [path for path in unchanged if path not in arch.testing.zero_grad_at_init]
     assert not unexpected, f"variables not updated by a fit step: {unexpected}"
 
 
@@ -152,7 +152,7 @@ def test_features_match_declaration_and_classifier(arch):
     classifier = shared_tiny(arch)
     backbone = build_tiny(arch, features_only=True)
     weights_lib.transfer(classifier, backbone)
-    declared = arch.feature_info({k: v for k, v in arch.tiny.items() if k not in APP_ARGS})
+    declared = arch.feature_info({k: v for k, v in arch.testing.tiny.items() if k not in APP_ARGS})
     x = tiny_inputs(arch)
     got = named_outputs(backbone, x)
     assert list(got) == [f.key for f in declared]
@@ -175,7 +175,7 @@ def test_features_match_declaration_and_classifier(arch):
 @once
 @pytest.mark.parametrize("arch", BACKBONE_ARCHS, ids=[a.name for a in BACKBONE_ARCHS])
 def test_out_indices_pick_features(arch):
-    declared = arch.feature_info({k: v for k, v in arch.tiny.items() if k not in APP_ARGS})
+    declared = arch.feature_info({k: v for k, v in arch.testing.tiny.items() if k not in APP_ARGS})
     ends = (-1, 0) if len(declared) > 1 else (-1,)  # a plain ViT has one feature: -1 and 0 name the same one
     picked = build_tiny(arch, features_only=True, out_indices=ends)
     assert list(picked.output) == [declared[i].key for i in ends]
@@ -194,7 +194,7 @@ def test_other_num_classes(image_arch):
 
 @once
 def test_input_shape_validation(image_arch):
-    small = image_arch.min_input_size // 2
+    small = image_arch.testing.min_input_size // 2
     with pytest.raises(ValueError, match="at least"):
         build_tiny(image_arch, input_shape=(small, small, 3))
     with pytest.raises(ValueError, match="height, width, channels"):
@@ -207,7 +207,7 @@ def test_input_shape_validation(image_arch):
 
 def test_dynamic_input_size(image_arch):
     model = build_tiny(image_arch, input_shape=(None, None, 3))
-    size = image_arch.min_input_size * 2
+    size = image_arch.testing.min_input_size * 2
     (out,) = outputs(model, np.zeros((1, size, size + 8, 3), "float32"))
     assert out.shape[0] == 1
 
@@ -273,12 +273,12 @@ def test_reparameterize_keeps_outputs(arch):
     assert len(fused.layers) < len(model.layers)
 
 
-REFERENCE_ARCHS = [a for a in ARCHS if a.fixture]
+REFERENCE_ARCHS = [a for a in ARCHS if a.reference]
 
 
 @pytest.mark.parametrize("arch", REFERENCE_ARCHS, ids=[a.name for a in REFERENCE_ARCHS])
 def test_reference_parity(arch):
     """Every case of the architecture's reference folder, converted, reproduces the official output."""
-    results = reference.check(arch, reference_dir(arch.fixture))
+    results = reference.check(arch, reference_dir(arch.reference.folder))
     failed = [r for r in results if not r.ok]
     assert not failed, failed

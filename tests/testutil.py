@@ -28,16 +28,16 @@ def to_numpy(x):
 def build_tiny(arch, **overrides):
     """The architecture's tiny test configuration; image models at their smallest square input."""
     if arch.example_inputs is not None:
-        return arch.builder(**{**arch.tiny, **overrides})
-    size = arch.min_input_size
-    return arch.builder(**{"input_shape": (size, size, 3), **arch.tiny, **overrides})
+        return arch.builder(**{**arch.testing.tiny, **overrides})
+    size = arch.testing.min_input_size
+    return arch.builder(**{"input_shape": (size, size, 3), **arch.testing.tiny, **overrides})
 
 
 def tiny_inputs(arch, batch=2):
     """Valid inputs of `build_tiny(arch)`: the architecture's own example, or seeded normal images."""
     if arch.example_inputs is not None:
         return arch.example_inputs(batch)
-    size = arch.min_input_size
+    size = arch.testing.min_input_size
     return np.random.default_rng(0).normal(size=(batch, size, size, 3)).astype("float32")
 
 

@@ -34,15 +34,16 @@ def tolerance(reference):
 
 
 def cases(arch, folder) -> list:
-    """The whole-model case files of `arch` in `folder` (all `*.npz`, or those named by `arch.fixture_cases`)."""
+    """The whole-model case files of `arch` in `folder` (all `*.npz`, or those named by `arch.reference.cases`)."""
     folder = Path(folder)
     found = sorted(folder.glob("*.npz"))
-    if arch.fixture_cases is not None:
+    names = arch.reference.cases if arch.reference else None
+    if names is not None:
         stems = {case.stem for case in found}
-        missing = sorted(set(arch.fixture_cases) - stems)
+        missing = sorted(set(names) - stems)
         if missing:
             raise FileNotFoundError(f"Reference cases {missing} of {arch.name!r} are not in {folder}.")
-        found = [case for case in found if case.stem in arch.fixture_cases]
+        found = [case for case in found if case.stem in names]
     if not found:
         raise FileNotFoundError(f"No reference cases (*.npz) in {folder}.")
     return found
@@ -55,6 +56,7 @@ def check(arch, folder) -> list:
     A case that records `output_deploy` (the official re-parameterised model's output) is also checked
     through `arch.reparameterize`, as `<case>:deploy`.
     """
+    spec = arch.reference
     results = []
     for case in cases(arch, folder):
         meta = json.loads(case.with_suffix(".json").read_text())
@@ -63,7 +65,7 @@ def check(arch, folder) -> list:
             raise ValueError(f"{case}: unsupported input layout {meta['layout']!r}, expected NCHW.")
         data = np.load(case)
         _, channels, *spatial = meta["input_shape"]
-        kwargs = arch.fixture_kwargs(meta) if arch.fixture_kwargs else arch.tiny
+        kwargs = spec.kwargs(meta) if spec and spec.kwargs else arch.testing.tiny
         model = arch.builder(
             **{**kwargs, "num_classes": meta["output_shape"][-1]},
             input_shape=(*spatial, channels),
@@ -74,7 +76,7 @@ def check(arch, folder) -> list:
         ref = data["output"]
         out = _run(model, x)
         results.append(CaseResult(case.stem, float(np.max(np.abs(out - ref))), tolerance(ref)))
-        if arch.fixture_features:
+        if spec and spec.features:
             results.extend(_features(arch, case.stem, data, model, x, {**kwargs, "input_shape": (*spatial, channels)}))
         if "output_deploy" in data.files:
             if arch.reparameterize is None:
@@ -93,16 +95,16 @@ def _run(model, x):
 
 
 def _features(arch, stem, data, model, x, kwargs):
-    """The case's recorded intermediates (`arch.fixture_features`: fixture key -> feature key), computed through
+    """The case's recorded intermediates (`arch.reference.features`: fixture key -> feature key), computed through
     the backbone (`features_only=True`) with the converted model's weights."""
-    missing = sorted(set(arch.fixture_features) - set(data.files))
+    missing = sorted(set(arch.reference.features) - set(data.files))
     if missing:
-        raise KeyError(f"{stem}: {arch.name}.fixture_features names {missing}, which the case does not record.")
+        raise KeyError(f"{stem}: {arch.name}.reference.features names {missing}, which the case does not record.")
     backbone = arch.builder(**{k: v for k, v in kwargs.items() if k != "num_classes"}, features_only=True)
     weights_lib.transfer(model, backbone)
     got = _run(backbone, x)
     results = []
-    for name, key in arch.fixture_features.items():
+    for name, key in arch.reference.features.items():
         ref = data[name]
         out = got[key]
         if ref.ndim == 4:  # NCHW maps

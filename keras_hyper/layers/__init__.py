@@ -35,14 +35,14 @@ from keras_hyper.layers.conhd import (
     SetSAB,
     SetUNP,
 )
-from keras_hyper.layers.contmix import ContMix, ResizeLike
+from keras_hyper.layers.contmix import ContMix
 from keras_hyper.layers.conv import Conv2D, DepthwiseConv2D
 from keras_hyper.layers.crossd import CrossDConv2D
 from keras_hyper.layers.cswin_attention import CrossShapedWindowAttention
 from keras_hyper.layers.dcls import DCLSConv2D, DCLSPositions, PositionClip
-from keras_hyper.layers.glmix import MultiHeadSelfAttention, SoftClusterAttention
-from keras_hyper.layers.halo import BottleneckAttention, HaloAttention, PaddedMaxPool2D
-from keras_hyper.layers.hyena import FirstToken, HyenaOperator2D
+from keras_hyper.layers.glmix import SoftClusterAttention
+from keras_hyper.layers.halo import BottleneckAttention, HaloAttention
+from keras_hyper.layers.hyena import HyenaOperator2D
 from keras_hyper.layers.hyperbolic import (
     MobiusAdd,
     PoincareBatchNormalization,
@@ -56,11 +56,8 @@ from keras_hyper.layers.hyperformer import (
     ConvInteraction,
     EntityNeighborAggregator,
     HyperRelationalEmbedding,
-    InertWeights,
     KnowformerEncoder,
     QualifierAggregator,
-    StatementContextMerge,
-    TokenReadout,
 )
 from keras_hyper.layers.hypergraph import HGNNConv, HGNNPlusConv
 from keras_hyper.layers.hypernetwork import HyperNetwork
@@ -102,7 +99,6 @@ from keras_hyper.layers.terminator import (
     HyperInteraction,
     InstanceStandardization,
     RecursiveGatedUnit,
-    ScalarBias,
     SlowNeuralLoss,
 )
 from keras_hyper.layers.wavemix import WaveMixBlock
@@ -156,7 +152,6 @@ __all__ = [
     "EffLayer",
     "EntityNeighborAggregator",
     "FeatureDecompose",
-    "FirstToken",
     "GeneratedMLP",
     "GlobalContextProduct",
     "GlobalResponseNorm",
@@ -172,7 +167,6 @@ __all__ = [
     "HyperZZW",
     "HaloAttention",
     "InceptionDepthwiseConv2D",
-    "InertWeights",
     "InstanceStandardization",
     "KnowformerEncoder",
     "LayerScale",
@@ -183,13 +177,11 @@ __all__ = [
     "MixtureOfExperts",
     "MobiusAdd",
     "ModReLU",
-    "MultiHeadSelfAttention",
     "PHConv1D",
     "PHConv2D",
     "PHConv3D",
     "PHMDense",
     "PRepBN",
-    "PaddedMaxPool2D",
     "PatchMerging2x2",
     "PatchTokenGrid",
     "Phase",
@@ -207,8 +199,6 @@ __all__ = [
     "RealToComplex",
     "RecursiveGatedUnit",
     "ResidualStack",
-    "ResizeLike",
-    "ScalarBias",
     "SetISAB",
     "SetMAB",
     "SetSAB",
@@ -223,8 +213,6 @@ __all__ = [
     "SoftHypergraphConv",
     "SoftmaxAttention",
     "SqueezeExcite",
-    "StatementContextMerge",
-    "TokenReadout",
     "WaveChannelAggregation",
     "WaveMixBlock",
     "WindowSoftmaxAttention",

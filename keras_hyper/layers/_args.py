@@ -1,4 +1,6 @@
-"""Argument checks shared by the layer families."""
+"""Argument checks shared by the layers and models: one wording for each kind of error, which tests match on."""
+
+import numbers
 
 
 def positive_ints(value, rank, name):
@@ -14,3 +16,25 @@ def check_positive(**values):
     for key, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{key} must be a positive integer, got {value!r}.")
+
+
+def check_non_negative(**values):
+    """Each keyword's value is an int >= 0 (bools rejected); the error names the argument."""
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{key} must be a non-negative integer, got {value!r}.")
+
+
+def check_at_least(minimum, **values):
+    """Each keyword's value is an int >= `minimum` (bools rejected); the error names the argument."""
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}.")
+
+
+def check_rate(**values):
+    """Each keyword's value is a number in [0, 1): a dropout or drop-path rate, a label smoothing, a Keras
+    momentum; the error names the argument."""
+    for key, value in values.items():
+        if not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+            raise ValueError(f"{key} must be in [0, 1), got {value!r}.")

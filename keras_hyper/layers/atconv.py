@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_hyper.layers.torch_defaults import trunc_normal
+
 
 def adaptive_pool_matrix(length, bins, dtype):
     """`(bins, length)` averaging matrix of PyTorch's `AdaptiveAvgPool1d(bins)` over a sequence of `length`.
@@ -59,9 +61,7 @@ class ATConv(keras.layers.Layer):
         self.kernel_size = kernel_size
         self.use_bias = bool(use_bias)
         self.activation = keras.activations.get(activation)
-        self.kernel_initializer = keras.initializers.get(
-            kernel_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
-        )
+        self.kernel_initializer = keras.initializers.get(kernel_initializer or trunc_normal())
 
     def _projection(self, name, units_in, units_out):
         kernel = self.add_weight(

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
+
 
 def _check_image(layer, input_shape):
     if len(input_shape) != 4 or input_shape[-1] is None:
@@ -92,7 +94,9 @@ class CoordinateAttention(keras.layers.Layer):
     Shape: `(B, H, W, C)` -> `(B, H, W, C)`.
     """
 
-    def __init__(self, reduction=8, activation="relu", normalize=True, epsilon=1e-5, momentum=0.9, **kwargs):
+    def __init__(
+        self, reduction=8, activation="relu", normalize=True, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs
+    ):
         super().__init__(**kwargs)
         if int(reduction) < 1:
             raise ValueError(f"CoordinateAttention reduction must be >= 1, got {reduction}.")
@@ -118,9 +122,7 @@ class CoordinateAttention(keras.layers.Layer):
         self.conv_h.build((None, None, hidden))
         self.conv_w.build((None, None, hidden))
         if self.normalize:
-            self.bn1 = keras.layers.BatchNormalization(
-                epsilon=self.epsilon, momentum=self.momentum, dtype=policy, name="bn1"
-            )
+            self.bn1 = batch_norm("bn1", epsilon=self.epsilon, momentum=self.momentum, dtype=policy)
             self.bn1.build((None, None, hidden))
 
     def call(self, inputs, training=None):
@@ -183,7 +185,14 @@ class BalancedAttention(keras.layers.Layer):
     """
 
     def __init__(
-        self, coord_reduction=8, se_reduction=16, alpha_init=0.5, normalize=True, epsilon=1e-5, momentum=0.9, **kwargs
+        self,
+        coord_reduction=8,
+        se_reduction=16,
+        alpha_init=0.5,
+        normalize=True,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if int(se_reduction) < 1:

@@ -18,7 +18,7 @@ import math
 import keras
 from keras import ops
 
-from keras_hyper.layers._args import positive_ints
+from keras_hyper.layers._args import check_positive, check_rate, positive_ints
 from keras_hyper.ops import complex as cops
 
 PADDINGS = ("valid", "same")
@@ -46,12 +46,6 @@ def _complex_channels(layer, input_shape):
             f"[real parts | imaginary parts], got input shape {tuple(input_shape)}."
         )
     return channels // 2
-
-
-def _positive_int(value, name):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return value
 
 
 def _check_choice(value, choices, name):
@@ -107,7 +101,8 @@ class ComplexDense(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.units = _positive_int(units, "units")
+        check_positive(units=units)
+        self.units = units
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer or _complex_glorot())
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -186,7 +181,8 @@ class _ComplexConv(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = _positive_int(filters, "filters")
+        check_positive(filters=filters)
+        self.filters = filters
         self.kernel_size = positive_ints(kernel_size, self.rank, "kernel_size")
         self.strides = positive_ints(strides, self.rank, "strides")
         self.padding = _check_choice(padding, PADDINGS, "padding")
@@ -412,8 +408,7 @@ class ComplexBatchNormalization(keras.layers.Layer):
 
     def __init__(self, momentum=0.99, epsilon=1e-5, center=True, scale=True, scale_matrix="symmetric", **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}.")
+        check_rate(momentum=momentum)
         if not epsilon > 0:
             raise ValueError(f"epsilon must be positive, got {epsilon!r}.")
         self.momentum = float(momentum)
@@ -658,8 +653,7 @@ class ComplexDropout(_Elementwise):
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"rate must be in [0, 1), got {rate!r}.")
+        check_rate(rate=rate)
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)

@@ -9,11 +9,9 @@ the layer costs `C * filters * R + filters * R * sum(k_i)` multiply-adds per out
 `C * filters * prod(k_i)`.
 """
 
-import math
-
 import keras
 
-from keras_hyper.layers._args import positive_ints
+from keras_hyper.layers._args import check_positive, positive_ints
 
 
 class _CPConv(keras.layers.Layer):
@@ -34,9 +32,7 @@ class _CPConv(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (("filters", filters), ("cp_rank", cp_rank)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive(filters=filters, cp_rank=cp_rank)
         if padding not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}.")
         self.filters = filters

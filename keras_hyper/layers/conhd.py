@@ -16,19 +16,13 @@ import math
 import keras
 from keras import ops
 
-from keras_hyper.layers._args import check_positive
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.ops import sets
 
 LN_EPSILON = 1e-5
 BLOCKS = ("ISAB", "SAB", "UNP")
 UPDATES = ("gd", "admm")
 ATT_TYPES = ("OrderPE", "pure")
-
-
-def _check_rate(**values):
-    for key, value in values.items():
-        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-            raise ValueError(f"{key} must be in [0, 1), got {value!r}.")
 
 
 def _layer_norm(name, dtype):
@@ -299,7 +293,7 @@ class _DiffusionStep(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         check_positive(units=units, num_att_layer=num_att_layer, num_heads=num_heads, num_inds=num_inds)
-        _check_rate(dropout=dropout)
+        check_rate(dropout=dropout)
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}.")
         self.units, self.block, self.num_att_layer = units, block, num_att_layer
@@ -470,7 +464,7 @@ class CoNHDDiffusion(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         check_positive(units=units, num_layers=num_layers)
-        _check_rate(input_dropout=input_dropout)
+        check_rate(input_dropout=input_dropout)
         if update not in UPDATES:
             raise ValueError(f"update must be one of {UPDATES}, got {update!r}.")
         for key, value in (("att_type_v", att_type_v), ("att_type_e", att_type_e)):

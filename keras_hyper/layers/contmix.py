@@ -8,6 +8,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm, trunc_normal
+
 
 def clamped_window_starts(size, kernel_size):
     """First index of each position's `kernel_size` window along an axis of `size`: the window is centred where
@@ -112,7 +115,7 @@ class ContMix(keras.layers.Layer):
         fused: query and key projections with a bias and no BatchNormalization (the inference form `fuse()`
             returns).
         epsilon, momentum: of the BatchNormalizations.
-        kernel_initializer: of the projections.
+        kernel_initializer: of the projections (default: timm's trunc_normal_(std=.02)).
 
     Weights: sublayers `query`, `key` (Dense, `C -> C / 2`, `C' -> C / 2`), `query_norm`, `key_norm`
     (BatchNormalization, unless fused), `proj` (Dense, `pool_size^2 -> s^2 + K^2`); `rpb_small`
@@ -129,8 +132,8 @@ class ContMix(keras.layers.Layer):
         num_heads=4,
         pool_size=7,
         fused=False,
-        epsilon=1e-5,
-        momentum=0.9,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
         kernel_initializer=None,
         **kwargs,
     ):
@@ -138,9 +141,7 @@ class ContMix(keras.layers.Layer):
         for name, value in (("kernel_size", kernel_size), ("small_kernel_size", small_kernel_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
                 raise ValueError(f"{name} must be a positive odd integer, got {value!r}.")
-        for name, value in (("num_heads", num_heads), ("pool_size", pool_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive(num_heads=num_heads, pool_size=pool_size)
         self.kernel_size = kernel_size
         self.small_kernel_size = small_kernel_size
         self.num_heads = num_heads
@@ -148,7 +149,7 @@ class ContMix(keras.layers.Layer):
         self.fused = bool(fused)
         self.epsilon = float(epsilon)
         self.momentum = float(momentum)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer or keras.initializers.TruncatedNormal(0.02))
+        self.kernel_initializer = keras.initializers.get(kernel_initializer or trunc_normal())
 
     def build(self, input_shape):
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
@@ -166,14 +167,14 @@ class ContMix(keras.layers.Layer):
         self.channels, self.context_channels = channels, total - channels
 
         def dense(units, name, use_bias):
+            # a copy per projection: an unseeded Keras initializer draws the same values at every call
+            init = self.kernel_initializer.__class__.from_config(self.kernel_initializer.get_config())
             return keras.layers.Dense(
-                units, use_bias=use_bias, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name=name
+                units, use_bias=use_bias, kernel_initializer=init, dtype=self.dtype_policy, name=name
             )
 
         def norm(name):
-            return keras.layers.BatchNormalization(
-                epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy, name=name
-            )
+            return batch_norm(name, epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy)
 
         self.query = dense(channels // 2, "query", self.fused)
         self.query.build((None, channels))

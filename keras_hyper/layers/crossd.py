@@ -12,6 +12,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least
+from keras_hyper.layers.torch_defaults import BN_EPSILON, batch_norm
+
 
 def _fftfreq(size):
     return np.fft.fftfreq(size).astype("float64")
@@ -117,7 +120,7 @@ class CrossDConv2D(keras.layers.Layer):
         groups=1,
         kernel_initializer=None,
         hidden_units=16,
-        epsilon=1e-5,
+        epsilon=BN_EPSILON,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -129,8 +132,7 @@ class CrossDConv2D(keras.layers.Layer):
             ("groups", groups, 1),
             ("hidden_units", hidden_units, 1),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"CrossDConv2D {label} must be an integer >= {low}, got {value!r}.")
+            check_at_least(low, **{f"CrossDConv2D {label}": value})
         if filters % groups:
             raise ValueError(f"CrossDConv2D filters={filters} must be divisible by groups={groups}.")
         self.filters = filters
@@ -158,9 +160,7 @@ class CrossDConv2D(keras.layers.Layer):
             initializer=self.kernel_initializer,
         )
         self.rotation_conv1 = keras.layers.Dense(self.hidden_units, dtype=self.dtype_policy, name="rotation_conv1")
-        self.rotation_norm = keras.layers.BatchNormalization(
-            epsilon=self.epsilon, momentum=0.9, dtype=self.dtype_policy, name="rotation_norm"
-        )
+        self.rotation_norm = batch_norm("rotation_norm", epsilon=self.epsilon, dtype=self.dtype_policy)
         self.rotation_conv2 = keras.layers.Dense(4, dtype=self.dtype_policy, name="rotation_conv2")
         self.rotation_conv1.build((None, None, None, channels))
         self.rotation_norm.build((None, None, None, self.hidden_units))

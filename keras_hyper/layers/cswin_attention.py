@@ -16,6 +16,7 @@ Windows are cut with 5-D reshapes and transposes only, so the layer exports to L
 
 import keras
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import DepthwiseConv2D
 from keras_hyper.layers.linear_attention import (
     SimplifiedLinearAttention,
@@ -58,8 +59,7 @@ class CrossShapedWindowAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(num_heads=num_heads)
         if split_size is not None:
             if not isinstance(split_size, int) or split_size < 1:
                 raise ValueError(f"split_size must be a positive integer or None, got {split_size!r}.")

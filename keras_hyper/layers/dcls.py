@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from keras_hyper import ops as hyper_ops
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D, DepthwiseConv2D
 
 VERSIONS = ("v0", "v1", "gauss", "max")
@@ -156,9 +157,7 @@ class DCLSPositions(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(autocast=False, **kwargs)
-        for arg, value in (("filters", filters), ("kernel_count", kernel_count), ("group_channels", group_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
+        check_positive(filters=filters, kernel_count=kernel_count, group_channels=group_channels)
         self.filters = filters
         self.kernel_count = kernel_count
         self.dilated_kernel_size = _pair(dilated_kernel_size, "dilated_kernel_size")
@@ -239,9 +238,7 @@ class DCLSConv2D(keras.layers.Layer):
         # Positions are coordinates: half precision would move them by up to 1/128 of a pixel, so the kernel is
         # built in the variables' dtype and only then cast to the compute dtype.
         super().__init__(autocast=False, **kwargs)
-        for arg, value in (("filters", filters), ("kernel_count", kernel_count), ("groups", groups)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
+        check_positive(filters=filters, kernel_count=kernel_count, groups=groups)
         if filters % groups:
             raise ValueError(f"filters ({filters}) must be a multiple of groups ({groups}).")
         if padding not in ("same", "valid"):

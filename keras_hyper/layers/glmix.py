@@ -14,6 +14,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
+from keras_hyper.layers.torch_defaults import trunc_normal
+
 SLOT_INITS = ("ada_avgpool", "param")
 
 
@@ -77,15 +80,14 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(num_heads=num_heads)
         self.num_heads = num_heads
 
     def build(self, input_shape):
         dim = input_shape[-1]
         if dim is None or dim % self.num_heads:
             raise ValueError(f"num_heads={self.num_heads} must divide the channels, got {dim}.")
-        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        init = trunc_normal()
         self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(dim, 3 * dim), initializer="glorot_uniform")
         self.qkv_bias = self.add_weight(name="qkv_bias", shape=(3 * dim,), initializer="zeros")
         self.out_kernel = self.add_weight(name="out_kernel", shape=(dim, dim), initializer=init)
@@ -137,8 +139,7 @@ class SoftClusterAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         if slot_init not in SLOT_INITS:
             raise ValueError(f"slot_init must be one of {SLOT_INITS}, got {slot_init!r}.")
-        if not isinstance(num_slots, int) or num_slots < 1:
-            raise ValueError(f"num_slots must be a positive integer, got {num_slots!r}.")
+        check_positive(num_slots=num_slots)
         if slot_init == "ada_avgpool" and math.isqrt(num_slots) ** 2 != num_slots:
             raise ValueError(
                 f"slot_init='ada_avgpool' pools to a square grid: num_slots must be square, got {num_slots}."

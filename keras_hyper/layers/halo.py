@@ -12,7 +12,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least, check_non_negative, check_positive
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import trunc_normal
 
 
 def _make_divisible(value, divisor=8, round_limit=0.9):
@@ -123,12 +125,8 @@ class HaloAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         if stride not in (1, 2):
             raise ValueError(f"HaloAttention stride must be 1 or 2, got {stride!r}.")
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"HaloAttention num_heads must be a positive integer, got {num_heads!r}.")
-        if not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"HaloAttention block_size must be a positive integer, got {block_size!r}.")
-        if not isinstance(halo_size, int) or halo_size < 0:
-            raise ValueError(f"HaloAttention halo_size must be a non-negative integer, got {halo_size!r}.")
+        check_positive(**{"HaloAttention num_heads": num_heads, "HaloAttention block_size": block_size})
+        check_non_negative(**{"HaloAttention halo_size": halo_size})
         if dim_out is not None and (not isinstance(dim_out, int) or dim_out < 1 or dim_out % num_heads):
             raise ValueError(
                 f"HaloAttention dim_out must be a positive multiple of num_heads={num_heads}, got {dim_out!r}."
@@ -176,13 +174,12 @@ class HaloAttention(keras.layers.Layer):
         self.dim_head_qk = self.dim_head or _make_divisible(dim_out * self.qk_ratio) // self.num_heads
         self.dim_head_v = dim_out // self.num_heads
         self.scale = self.dim_head_qk**-0.5
-        init = keras.initializers.TruncatedNormal(stddev=channels**-0.5)
         self.q = Conv2D(
             self.num_heads * self.dim_head_qk,
             1,
             strides=self.block_stride,
             use_bias=self.qkv_bias,
-            kernel_initializer=init,
+            kernel_initializer=trunc_normal(channels**-0.5),
             dtype=self.dtype_policy,
             name="q",
         )
@@ -190,16 +187,15 @@ class HaloAttention(keras.layers.Layer):
             self.num_heads * (self.dim_head_qk + self.dim_head_v),
             1,
             use_bias=self.qkv_bias,
-            kernel_initializer=init,
+            kernel_initializer=trunc_normal(channels**-0.5),
             dtype=self.dtype_policy,
             name="kv",
         )
         self.q.build(input_shape)
         self.kv.build(input_shape)
-        rel_init = keras.initializers.TruncatedNormal(stddev=self.scale)
         rel_shape = (2 * self.win_size - 1, self.dim_head_qk)
-        self.height_rel = self.add_weight(shape=rel_shape, initializer=rel_init, name="height_rel")
-        self.width_rel = self.add_weight(shape=rel_shape, initializer=rel_init, name="width_rel")
+        self.height_rel = self.add_weight(shape=rel_shape, initializer=trunc_normal(self.scale), name="height_rel")
+        self.width_rel = self.add_weight(shape=rel_shape, initializer=trunc_normal(self.scale), name="width_rel")
 
     def _blocks(self, x, block):
         """`(B, nh * block, nw * block, heads * D)` -> `(B * heads, nh * nw, block * block, D)`."""
@@ -311,8 +307,7 @@ class BottleneckAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         if stride not in (1, 2):
             raise ValueError(f"BottleneckAttention stride must be 1 or 2, got {stride!r}.")
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"BottleneckAttention num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(**{"BottleneckAttention num_heads": num_heads})
         if dim_out is not None and (not isinstance(dim_out, int) or dim_out < 1 or dim_out % num_heads):
             raise ValueError(
                 f"BottleneckAttention dim_out must be a positive multiple of num_heads={num_heads}, got {dim_out!r}."
@@ -346,17 +341,16 @@ class BottleneckAttention(keras.layers.Layer):
             self.num_heads * (2 * self.dim_head_qk + self.dim_head_v),
             1,
             use_bias=self.qkv_bias,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=channels**-0.5),
+            kernel_initializer=trunc_normal(channels**-0.5),
             dtype=self.dtype_policy,
             name="qkv",
         )
         self.qkv.build(input_shape)
-        rel_init = keras.initializers.TruncatedNormal(stddev=self.scale)
         self.height_rel = self.add_weight(
-            shape=(2 * self.height - 1, self.dim_head_qk), initializer=rel_init, name="height_rel"
+            shape=(2 * self.height - 1, self.dim_head_qk), initializer=trunc_normal(self.scale), name="height_rel"
         )
         self.width_rel = self.add_weight(
-            shape=(2 * self.width - 1, self.dim_head_qk), initializer=rel_init, name="width_rel"
+            shape=(2 * self.width - 1, self.dim_head_qk), initializer=trunc_normal(self.scale), name="width_rel"
         )
 
     def call(self, inputs):
@@ -418,8 +412,7 @@ class PaddedMaxPool2D(keras.layers.Layer):
     def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
         super().__init__(**kwargs)
         for label, value, low in (("pool_size", pool_size, 1), ("strides", strides, 1), ("padding", padding, 0)):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"PaddedMaxPool2D {label} must be an integer >= {low}, got {value!r}.")
+            check_at_least(low, **{f"PaddedMaxPool2D {label}": value})
         if 2 * padding > pool_size:
             raise ValueError(f"PaddedMaxPool2D padding {padding} must be at most half of pool_size {pool_size}.")
         self.pool_size = pool_size

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least, check_rate
+from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.ops import fftconv
 from keras_hyper.ops.conv import depthwise_conv2d
 
@@ -22,10 +24,6 @@ LONG_CONV_METHODS = ("auto", *fftconv.METHODS)
 DIRECT_MAX_SIDE = 32
 # ExponentialModulation's defaults: decay rates spread between log(target) / slow and log(target) / fast
 _TARGET, _FAST, _SLOW = 1e-2, 0.3, 1.5
-
-
-def _dense_init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 def _linear_init(fan_in):
@@ -84,15 +82,14 @@ class HyenaOperator2D(keras.layers.Layer):
         self, l_max, order=2, filter_order=64, directional_mode="standard", dropout=0.0, long_conv="auto", **kwargs
     ):
         super().__init__(**kwargs)
-        for arg, value, low in (("l_max", l_max, 1), ("order", order, 2), ("filter_order", filter_order, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}.")
+        check_at_least(1, l_max=l_max)
+        check_at_least(2, order=order)
+        check_at_least(1, filter_order=filter_order)
         if directional_mode not in DIRECTIONAL_MODES:
             raise ValueError(f"directional_mode must be one of {DIRECTIONAL_MODES}, got {directional_mode!r}.")
         if long_conv not in LONG_CONV_METHODS:
             raise ValueError(f"long_conv must be one of {LONG_CONV_METHODS}, got {long_conv!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        check_rate(dropout=dropout)
         self.l_max = l_max
         self.order = order
         self.filter_order = filter_order
@@ -108,7 +105,7 @@ class HyenaOperator2D(keras.layers.Layer):
         inner = dim * (self.order + 1)
         filters = dim * (self.order - 1)
         width = self.filter_order
-        self.in_proj_kernel = self.add_weight(name="in_proj_kernel", shape=(dim, inner), initializer=_dense_init())
+        self.in_proj_kernel = self.add_weight(name="in_proj_kernel", shape=(dim, inner), initializer=trunc_normal())
         self.in_proj_bias = self.add_weight(name="in_proj_bias", shape=(inner,), initializer="zeros")
         # PyTorch's Conv2d default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = 9
         conv_init = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
@@ -116,7 +113,7 @@ class HyenaOperator2D(keras.layers.Layer):
         self.short_bias = self.add_weight(
             name="short_bias", shape=(inner,), initializer=keras.initializers.RandomUniform(-1.0 / 3.0, 1.0 / 3.0)
         )
-        self.out_proj_kernel = self.add_weight(name="out_proj_kernel", shape=(dim, dim), initializer=_dense_init())
+        self.out_proj_kernel = self.add_weight(name="out_proj_kernel", shape=(dim, dim), initializer=trunc_normal())
         self.out_proj_bias = self.add_weight(name="out_proj_bias", shape=(dim,), initializer="zeros")
         self.filter_bias = self.add_weight(
             name="filter_bias", shape=(filters,), initializer=keras.initializers.RandomNormal(stddev=1.0)

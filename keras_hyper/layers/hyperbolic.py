@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.ops import poincare as P
 
 
@@ -102,8 +103,7 @@ class PoincareDense(_BallLayer):
         **kwargs,
     ):
         super().__init__(curvature, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"units must be a positive integer, got {units!r}.")
+        check_positive(units=units)
         P.validate_conformal_factor(conformal_factor)
         self.units = units
         self.use_bias = bool(use_bias)
@@ -182,8 +182,7 @@ class PoincareConv2D(_BallLayer):
         **kwargs,
     ):
         super().__init__(curvature, **kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+        check_positive(filters=filters)
         P.validate_conformal_factor(conformal_factor)
         self.filters = filters
         self.kernel_size = _pair(kernel_size, "kernel_size", 1)
@@ -294,8 +293,7 @@ class PoincareBatchNormalization(_BallLayer):
 
     def __init__(self, curvature=1.0, momentum=0.9, epsilon=1e-6, inference_statistics="batch", **kwargs):
         super().__init__(curvature, **kwargs)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}.")
+        check_rate(momentum=momentum)
         if not epsilon >= 0.0:
             raise ValueError(f"epsilon must be non-negative, got {epsilon!r}.")
         if inference_statistics not in INFERENCE_STATISTICS:

@@ -11,13 +11,12 @@ at every call (`keras_hyper.ops.hypercomplex.phm_kernel`), so A and F are what t
 import keras
 import numpy as np
 
-from keras_hyper.layers._args import positive_ints
+from keras_hyper.layers._args import check_positive, positive_ints
 from keras_hyper.ops.hypercomplex import phm_kernel
 
 
 def _check_n(n, name, value):
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (the algebra dimension) must be a positive integer, got {n!r}.")
+    check_positive(**{"n (the algebra dimension)": n})
     if value % n:
         raise ValueError(f"{name} must be divisible by n={n}, got {value}.")
 
@@ -51,8 +50,7 @@ class PHMDense(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units < 1:
-            raise ValueError(f"units must be a positive integer, got {units!r}.")
+        check_positive(units=units)
         _check_n(n, "units", units)
         self.units = units
         self.n = n
@@ -121,8 +119,7 @@ class _PHConv(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+        check_positive(filters=filters)
         _check_n(n, "filters", filters)
         self.filters = filters
         self.n = n
@@ -281,8 +278,7 @@ class PrependZeroChannels(keras.layers.Layer):
 
     def __init__(self, count, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(count, int) or count < 1:
-            raise ValueError(f"count must be a positive integer, got {count!r}.")
+        check_positive(count=count)
         self.count = count
 
     def call(self, inputs):

@@ -15,23 +15,17 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_hyper.layers._args import check_positive
+from keras_hyper.layers._args import check_non_negative, check_positive, check_rate
 from keras_hyper.layers.moe import MixtureOfExperts
+from keras_hyper.layers.torch_defaults import BN_EPSILON
 
 LN_EPSILON = 1e-5
-BN_EPSILON = 1e-5
 QUALIFIER_MODES = ("dismult", "transe", "complex")
 
 
 def _official_normal():
     # The official init draws scipy truncnorm(-0.02, 0.02) of a unit normal: flat to within 0.02 %, so uniform.
     return keras.initializers.RandomUniform(-0.02, 0.02)
-
-
-def _check_rate(**values):
-    for key, value in values.items():
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{key} must be in [0, 1), got {value!r}.")
 
 
 def _large_negative(dtype):
@@ -64,7 +58,7 @@ class HyperRelationalEmbedding(keras.layers.Layer):
                 f"num_entities must be an integer in [0, vocab_size - num_specials] = [0, "
                 f"{vocab_size - num_specials}], got {num_entities!r}."
             )
-        _check_rate(entity_dropout=entity_dropout)
+        check_rate(entity_dropout=entity_dropout)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_specials = num_specials
@@ -119,8 +113,7 @@ class TokenReadout(keras.layers.Layer):
 
     def __init__(self, position, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(position, int) or position < 0:
-            raise ValueError(f"position must be a non-negative integer, got {position!r}.")
+        check_non_negative(position=position)
         self.position = position
 
     def call(self, inputs):
@@ -171,7 +164,7 @@ class KnowformerEncoder(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         check_positive(num_layers=num_layers, num_heads=num_heads)
-        _check_rate(
+        check_rate(
             attention_dropout=attention_dropout, hidden_dropout=hidden_dropout, residual_dropout=residual_dropout
         )
         self.num_layers = num_layers
@@ -404,9 +397,8 @@ class ConvInteraction(keras.layers.Layer):
             kernel_height=kernel_height,
             permutations=permutations,
         )
-        if not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"padding must be a non-negative integer, got {padding!r}.")
-        _check_rate(input_dropout=input_dropout, feature_dropout=feature_dropout, hidden_dropout=hidden_dropout)
+        check_non_negative(padding=padding)
+        check_rate(input_dropout=input_dropout, feature_dropout=feature_dropout, hidden_dropout=hidden_dropout)
         self.channels = channels
         self.kernel_size = kernel_size
         self.kernel_width = kernel_width
@@ -565,7 +557,7 @@ class StatementContextMerge(keras.layers.Layer):
 
     def __init__(self, context_dropout=0.0, qualifier_dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        _check_rate(context_dropout=context_dropout, qualifier_dropout=qualifier_dropout)
+        check_rate(context_dropout=context_dropout, qualifier_dropout=qualifier_dropout)
         self.context_dropout = context_dropout
         self.qualifier_dropout = qualifier_dropout
         self.context_drop = keras.layers.Dropout(context_dropout, dtype=self.dtype_policy, name="context_drop")

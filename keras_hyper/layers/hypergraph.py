@@ -7,6 +7,7 @@ normalisation and dropout between layers belong to the model, as in DHG's `HGNNC
 
 import keras
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.ops import hypergraph
 
 
@@ -15,8 +16,7 @@ class _HypergraphConv(keras.layers.Layer):
 
     def __init__(self, units, use_bias=True, num_edges=None, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units < 1:
-            raise ValueError(f"units must be a positive integer, got {units!r}.")
+        check_positive(units=units)
         self.units = units
         self.use_bias = use_bias
         self.num_edges = num_edges

@@ -20,6 +20,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
+from keras_hyper.layers.torch_defaults import kaiming_fan_out
+
 CONDITIONINGS = ("task", "data", "noise")
 GRANULARITIES = ("whole", "layer", "chunk")
 ENCODINGS = (None, "cos|sin", "z|1-z")
@@ -90,11 +93,6 @@ def _call_with(target, variables, params, inputs, training, update_state=True):
 def _is_pair(shape):
     """Whether a layer input shape is that of [x, conditioning] rather than of x alone."""
     return isinstance(shape, (list, tuple)) and len(shape) == 2 and isinstance(shape[0], (list, tuple))
-
-
-def _check_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _choice(name, value, allowed):
@@ -193,17 +191,15 @@ class HyperNetwork(keras.layers.Layer):
             except (ValueError, TypeError) as err:
                 raise ValueError(f"Unknown activation {activation!r}.") from err
         if conditioning == "task":
-            _check_int("num_tasks", num_tasks)
+            check_positive(num_tasks=num_tasks)
             if not isinstance(task, int) or not 0 <= task < num_tasks:
                 raise ValueError(f"task must be an integer in [0, {num_tasks}), got {task!r}.")
-        _check_int("embedding_dim", embedding_dim)
-        _check_int("noise_dim", noise_dim)
-        _check_int("chunk_embedding_dim", chunk_embedding_dim)
+        check_positive(embedding_dim=embedding_dim, noise_dim=noise_dim, chunk_embedding_dim=chunk_embedding_dim)
         if granularity == "chunk":
-            _check_int("chunk_size", chunk_size)
+            check_positive(chunk_size=chunk_size)
         hidden_units = tuple(hidden_units)
         for units in hidden_units:
-            _check_int("hidden_units entries", units)
+            check_positive(**{"hidden_units entries": units})
         if generator is not None and not isinstance(generator, keras.layers.Layer):
             raise ValueError(f"generator must be None (an MLP) or a Keras layer, got {generator!r}.")
         self.target = target
@@ -273,7 +269,7 @@ class HyperNetwork(keras.layers.Layer):
         def hidden_init(offset):
             if not hyperlight:
                 return "glorot_uniform"
-            return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal", seed=self._seed(offset))
+            return kaiming_fan_out(seed=self._seed(offset))
 
         if self.conditioning == "task":
             self.task_embedding = keras.layers.Embedding(

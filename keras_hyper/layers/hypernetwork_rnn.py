@@ -16,13 +16,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least
+
 CELLS = ("lstm", "gru")
-
-
-def _positive_int(value, name, minimum=1):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return value
 
 
 class _ChunkedGenerator(keras.layers.Layer):
@@ -34,11 +30,19 @@ class _ChunkedGenerator(keras.layers.Layer):
         self, num_outputs, chunk_size, *, num_tasks=1, task_embedding_size=8, chunk_embedding_size=8, **kwargs
     ):
         super().__init__(**kwargs)
-        self.num_outputs = _positive_int(num_outputs, "num_outputs")
-        self.chunk_size = _positive_int(chunk_size, "chunk_size")
-        self.num_tasks = _positive_int(num_tasks, "num_tasks")
-        self.task_embedding_size = _positive_int(task_embedding_size, "task_embedding_size")
-        self.chunk_embedding_size = _positive_int(chunk_embedding_size, "chunk_embedding_size", minimum=0)
+        check_at_least(
+            1,
+            num_outputs=num_outputs,
+            chunk_size=chunk_size,
+            num_tasks=num_tasks,
+            task_embedding_size=task_embedding_size,
+        )
+        check_at_least(0, chunk_embedding_size=chunk_embedding_size)
+        self.num_outputs = num_outputs
+        self.chunk_size = chunk_size
+        self.num_tasks = num_tasks
+        self.task_embedding_size = task_embedding_size
+        self.chunk_embedding_size = chunk_embedding_size
         self.num_chunks = math.ceil(num_outputs / chunk_size)
 
     @property
@@ -132,7 +136,9 @@ class ChunkedHyperMLP(_ChunkedGenerator):
         )
         if chunk_embedding_size == 0:
             raise ValueError("chunk_embedding_size must be positive for ChunkedHyperMLP, got 0.")
-        self.hidden = tuple(_positive_int(h, "hidden widths") for h in hidden)
+        self.hidden = tuple(hidden)
+        for width in self.hidden:
+            check_at_least(1, **{"hidden widths": width})
         self.activation = keras.activations.get(activation)
         self.fc = [
             keras.layers.Dense(width, activation=self.activation, dtype=self.dtype_policy, name=f"fc{i}")
@@ -207,7 +213,8 @@ class RNNHyperNetwork(_ChunkedGenerator):
         )
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {cell!r}.")
-        self.units = _positive_int(units, "units")
+        check_at_least(1, units=units)
+        self.units = units
         self.cell = cell
         self.unroll = bool(unroll)
         rnn = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
@@ -228,8 +235,8 @@ class RNNHyperNetwork(_ChunkedGenerator):
             raise ValueError("grow() needs a built layer: call it on task ids first.")
         units = self.units if units is None else units
         num_tasks = self.num_tasks if num_tasks is None else num_tasks
-        _positive_int(units, "units", minimum=self.units)
-        _positive_int(num_tasks, "num_tasks", minimum=self.num_tasks)
+        check_at_least(self.units, units=units)
+        check_at_least(self.num_tasks, num_tasks=num_tasks)
         grown = self.__class__.from_config({**self.get_config(), "units": units, "num_tasks": num_tasks})
         grown.build((None,))
         old, new = self.units, units

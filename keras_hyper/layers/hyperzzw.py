@@ -18,6 +18,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
+
 MODES = ("global", "local")
 
 
@@ -77,9 +79,7 @@ class HyperZZW(keras.layers.Layer):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-        for arg, value in (("size", size), ("hidden", hidden), ("num_layers", num_layers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
+        check_positive(size=size, hidden=hidden, num_layers=num_layers)
         if mode == "local" and size % 2 == 0:
             raise ValueError(f"A local hyper-kernel needs an odd size for 'same' padding, got size={size}.")
         if omega_0 <= 0:
@@ -253,9 +253,7 @@ class _FilterNetwork(keras.layers.Layer):
 
     def __init__(self, hidden, num_layers, omega_0, alpha, seed, **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (("hidden", hidden), ("num_layers", num_layers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
+        check_positive(hidden=hidden, num_layers=num_layers)
         if omega_0 <= 0 or alpha <= 0:
             raise ValueError(f"omega_0 and alpha must be positive, got omega_0={omega_0!r}, alpha={alpha!r}.")
         self.hidden = hidden
@@ -360,8 +358,7 @@ class SlowNet(_FilterNetwork):
         super().__init__(hidden, num_layers, omega_0, alpha, seed, **kwargs)
         if over not in SLOW_AXES:
             raise ValueError(f"over must be one of {SLOW_AXES}, got {over!r}.")
-        if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 1:
-            raise ValueError(f"grid_size must be a positive integer, got {grid_size!r}.")
+        check_positive(grid_size=grid_size)
         if channels is not None and (not isinstance(channels, int) or channels < 1):
             raise ValueError(f"channels must be None or a positive integer, got {channels!r}.")
         if over == "channels" and channels not in (None, 1):

@@ -18,7 +18,9 @@ zero-padded at the window's border; the official shifted SLA windows have no att
 
 import keras
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import DepthwiseConv2D
+from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.layers.window_attention import _roll
 
 
@@ -110,8 +112,7 @@ class SimplifiedLinearAttention(keras.layers.Layer):
         self, num_heads, grid_size=(14, 14), kernel_size=5, epsilon=1e-6, window_size=None, shift_size=0, **kwargs
     ):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(num_heads=num_heads)
         grid_size = tuple(grid_size)
         if len(grid_size) != 2 or any(not isinstance(g, int) or g < 1 for g in grid_size):
             raise ValueError(f"grid_size must be two positive integers (h, w), got {grid_size!r}.")
@@ -200,8 +201,7 @@ class SoftmaxAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(num_heads=num_heads)
         self.num_heads = num_heads
 
     def build(self, input_shape):
@@ -247,10 +247,11 @@ class PositionEmbedding(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        init = keras.initializers.TruncatedNormal(stddev=0.02)
-        self.pos_embed = self.add_weight(shape=(1, *self.grid_size, channels), initializer=init, name="pos_embed")
+        self.pos_embed = self.add_weight(
+            shape=(1, *self.grid_size, channels), initializer=trunc_normal(), name="pos_embed"
+        )
         if self.cls_token:
-            self.cls = self.add_weight(shape=(1, 1, channels), initializer=init, name="cls_token")
+            self.cls = self.add_weight(shape=(1, 1, channels), initializer=trunc_normal(), name="cls_token")
 
     def call(self, inputs):
         height, width = _grid(inputs)

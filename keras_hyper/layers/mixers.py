@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_hyper import ops as hyper_ops
+from keras_hyper.layers.torch_defaults import trunc_normal
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -47,9 +48,7 @@ class InceptionDepthwiseConv2D(keras.layers.Layer):
         self.square_kernel_size = square_kernel_size
         self.band_kernel_size = band_kernel_size
         self.branch_ratio = float(branch_ratio)
-        self.kernel_initializer = keras.initializers.get(
-            kernel_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
-        )
+        self.kernel_initializer = keras.initializers.get(kernel_initializer or trunc_normal())
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):

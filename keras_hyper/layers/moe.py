@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_hyper.layers._args import check_positive, check_rate
+
 GATES = ("raw", "softmax")
 
 
@@ -34,15 +36,12 @@ class MixtureOfExperts(keras.layers.Layer):
 
     def __init__(self, num_experts, hidden_units, top_k=2, gate="raw", dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        for label, value in (("num_experts", num_experts), ("hidden_units", hidden_units), ("top_k", top_k)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+        check_positive(num_experts=num_experts, hidden_units=hidden_units, top_k=top_k)
         if top_k > num_experts:
             raise ValueError(f"top_k must be at most num_experts={num_experts}, got {top_k}.")
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        check_rate(dropout=dropout)
         self.num_experts = num_experts
         self.hidden_units = hidden_units
         self.top_k = top_k

@@ -14,6 +14,8 @@ CReLU).
 import keras
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
 from keras_hyper.ops import complex as cops
 
 
@@ -24,11 +26,6 @@ def _complex_channels(name, input_shape):
             f"{name} expects a complex feature map (B, H, W, 2*C) with a known, even last axis, got {input_shape}."
         )
     return channels // 2
-
-
-def _check_int(name, label, value, low=1):
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} {label} must be an integer >= {low}, got {value!r}.")
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -54,10 +51,9 @@ class ComplexD2Block(keras.layers.Layer):
     Shape: `(B, H, W, 2*C)` -> `(B, H, W, 2 * num_layers * growth_rate)`.
     """
 
-    def __init__(self, growth_rate, num_layers, kernel_size=3, epsilon=1e-5, momentum=0.9, **kwargs):
+    def __init__(self, growth_rate, num_layers, kernel_size=3, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
-        _check_int("ComplexD2Block", "growth_rate", growth_rate)
-        _check_int("ComplexD2Block", "num_layers", num_layers)
+        check_at_least(1, **{"ComplexD2Block growth_rate": growth_rate, "ComplexD2Block num_layers": num_layers})
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"ComplexD2Block kernel_size must be an odd positive integer, got {kernel_size!r}.")
         self.growth_rate = growth_rate
@@ -85,9 +81,7 @@ class ComplexD2Block(keras.layers.Layer):
                 )
             self.kernels.append(row)
             self.biases.append(self.add_weight(name=f"bias_{layer}", shape=(2 * g,), initializer="zeros"))
-            norm = keras.layers.BatchNormalization(
-                epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy, name=f"norm_{layer}"
-            )
+            norm = batch_norm(f"norm_{layer}", epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy)
             norm.build((None, None, None, 2 * g))
             self.norms.append(norm)
 
@@ -139,9 +133,11 @@ class ComplexD3Block(keras.layers.Layer):
     Shape: `(B, H, W, 2*C)` -> `(B, H, W, 2 * num_blocks * num_layers * growth_rate)`.
     """
 
-    def __init__(self, num_blocks, growth_rate, num_layers, kernel_size=3, epsilon=1e-5, momentum=0.9, **kwargs):
+    def __init__(
+        self, num_blocks, growth_rate, num_layers, kernel_size=3, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs
+    ):
         super().__init__(**kwargs)
-        _check_int("ComplexD3Block", "num_blocks", num_blocks)
+        check_at_least(1, **{"ComplexD3Block num_blocks": num_blocks})
         self.num_blocks = num_blocks
         self.block_config = dict(
             growth_rate=growth_rate, num_layers=num_layers, kernel_size=kernel_size, epsilon=epsilon, momentum=momentum

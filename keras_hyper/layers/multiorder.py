@@ -8,10 +8,11 @@ Aggregation Network for Visual Recognition", IJCNN 2025, arXiv:2507.10999) that 
   token's dominant channel, then modulated by a learned complex wave per channel pair.
 """
 
-import math
-
 import keras
 from keras import ops
+
+from keras_hyper.layers._args import check_positive
+from keras_hyper.layers.torch_defaults import conv_fan_out_normal
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -70,8 +71,7 @@ class WaveChannelAggregation(keras.layers.Layer):
 
     def __init__(self, expand_ratio, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(expand_ratio, int) or isinstance(expand_ratio, bool) or expand_ratio < 1:
-            raise ValueError(f"expand_ratio must be a positive integer, got {expand_ratio!r}.")
+        check_positive(expand_ratio=expand_ratio)
         self.expand_ratio = expand_ratio
 
     def build(self, input_shape):
@@ -84,10 +84,13 @@ class WaveChannelAggregation(keras.layers.Layer):
                 f"WaveChannelAggregation pairs channels into complex numbers, so channels * expand_ratio must be "
                 f"even, got {channels} * {self.expand_ratio} = {neck}."
             )
-        # the official 1x1 convolutions draw from N(0, 2 / fan_out)
-        init = keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / neck))
-        self.theta = keras.layers.Dense(neck, kernel_initializer=init, dtype=self.dtype_policy, name="theta")
-        self.proj = keras.layers.Dense(neck, kernel_initializer=init, dtype=self.dtype_policy, name="proj")
+        # the official 1x1 convolutions' init, one initializer each (a shared one would draw the same kernel twice)
+        self.theta = keras.layers.Dense(
+            neck, kernel_initializer=conv_fan_out_normal(1, neck), dtype=self.dtype_policy, name="theta"
+        )
+        self.proj = keras.layers.Dense(
+            neck, kernel_initializer=conv_fan_out_normal(1, neck), dtype=self.dtype_policy, name="proj"
+        )
         self.theta.build(input_shape)
         self.proj.build(input_shape)
         self.complex = self.add_weight(

@@ -10,9 +10,8 @@ the functional graph and non-square inputs work.
 import keras
 from keras import ops
 
-
-def _dense_init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
+from keras_hyper.layers._args import check_positive
+from keras_hyper.layers.torch_defaults import trunc_normal
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -34,8 +33,7 @@ class EffLayer(keras.layers.Layer):
 
     def __init__(self, expansion=3, pool_size=3, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(expansion, int) or expansion < 1:
-            raise ValueError(f"expansion must be a positive integer, got {expansion!r}.")
+        check_positive(expansion=expansion)
         # the official padding k // 2 keeps the grid size only for odd windows
         if not isinstance(pool_size, int) or pool_size < 1 or pool_size % 2 == 0:
             raise ValueError(f"pool_size must be a positive odd integer, got {pool_size!r}.")
@@ -46,8 +44,8 @@ class EffLayer(keras.layers.Layer):
     def build(self, input_shape):
         dim = input_shape[-1]
         hidden = dim * self.expansion
-        self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(dim, hidden), initializer=_dense_init())
-        self.proj_kernel = self.add_weight(name="proj_kernel", shape=(hidden, dim), initializer=_dense_init())
+        self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(dim, hidden), initializer=trunc_normal())
+        self.proj_kernel = self.add_weight(name="proj_kernel", shape=(hidden, dim), initializer=trunc_normal())
         if self.use_bias:
             self.qkv_bias = self.add_weight(name="qkv_bias", shape=(hidden,), initializer="zeros")
             self.proj_bias = self.add_weight(name="proj_bias", shape=(dim,), initializer="zeros")
@@ -91,8 +89,7 @@ class GridSelfAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(num_heads=num_heads)
         self.num_heads = num_heads
         self.use_bias = bool(use_bias)
 
@@ -100,10 +97,10 @@ class GridSelfAttention(keras.layers.Layer):
         dim = input_shape[-1]
         if dim % self.num_heads:
             raise ValueError(f"GridSelfAttention needs channels divisible by num_heads={self.num_heads}, got {dim}.")
-        self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(dim, 3 * dim), initializer=_dense_init())
+        self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(dim, 3 * dim), initializer=trunc_normal())
         if self.use_bias:
             self.qkv_bias = self.add_weight(name="qkv_bias", shape=(3 * dim,), initializer="zeros")
-        self.proj_kernel = self.add_weight(name="proj_kernel", shape=(dim, dim), initializer=_dense_init())
+        self.proj_kernel = self.add_weight(name="proj_kernel", shape=(dim, dim), initializer=trunc_normal())
         self.proj_bias = self.add_weight(name="proj_bias", shape=(dim,), initializer="zeros")
 
     def call(self, inputs):
@@ -174,7 +171,7 @@ class PositionEmbedding2D(keras.layers.Layer):
 
     def build(self, input_shape):
         self.embedding = self.add_weight(
-            name="embedding", shape=(*self.grid_size, input_shape[-1]), initializer=_dense_init()
+            name="embedding", shape=(*self.grid_size, input_shape[-1]), initializer=trunc_normal()
         )
 
     def call(self, inputs):

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_hyper.layers._args import check_positive
+
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
 class TopLeftAveragePooling2D(keras.layers.Layer):
@@ -19,8 +21,7 @@ class TopLeftAveragePooling2D(keras.layers.Layer):
 
     def __init__(self, window, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-            raise ValueError(f"window must be a positive integer, got {window!r}.")
+        check_positive(window=window)
         self.window = window
 
     def call(self, inputs):

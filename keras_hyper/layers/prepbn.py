@@ -13,6 +13,9 @@ merges into the neighbouring linear layer.
 import keras
 import numpy as np
 
+from keras_hyper.layers._args import check_non_negative, check_positive
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
+
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
 class PRepBN(keras.layers.Layer):
@@ -38,13 +41,18 @@ class PRepBN(keras.layers.Layer):
     """
 
     def __init__(
-        self, warmup=0, total_steps=60000, r0=1.0, ln_epsilon=1e-6, bn_epsilon=1e-5, bn_momentum=0.9, **kwargs
+        self,
+        warmup=0,
+        total_steps=60000,
+        r0=1.0,
+        ln_epsilon=1e-6,
+        bn_epsilon=BN_EPSILON,
+        bn_momentum=BN_MOMENTUM,
+        **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}.")
-        if not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}.")
+        check_non_negative(warmup=warmup)
+        check_positive(total_steps=total_steps)
         if not 0.0 <= r0 <= 1.0:
             raise ValueError(f"r0 must be in [0, 1], got {r0!r}.")
         self.warmup = warmup
@@ -54,9 +62,7 @@ class PRepBN(keras.layers.Layer):
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
         self.norm1 = keras.layers.LayerNormalization(epsilon=ln_epsilon, dtype=self.dtype_policy, name="norm1")
-        self.bn = keras.layers.BatchNormalization(
-            epsilon=bn_epsilon, momentum=bn_momentum, dtype=self.dtype_policy, name="bn"
-        )
+        self.bn = batch_norm("bn", epsilon=bn_epsilon, momentum=bn_momentum, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self._rank = len(input_shape)
@@ -91,9 +97,7 @@ class PRepBN(keras.layers.Layer):
         `gamma + alpha * sqrt(var + eps)` and beta `beta + alpha * mean` with the same statistics."""
         gamma, beta, mean, var = (np.asarray(keras.ops.convert_to_numpy(w), "float64") for w in self.bn.weights)
         alpha = float(keras.ops.convert_to_numpy(self.alpha)[0])
-        fused = keras.layers.BatchNormalization(
-            epsilon=self.bn_epsilon, momentum=self.bn_momentum, dtype=self.dtype_policy, name=self.name
-        )
+        fused = batch_norm(self.name, epsilon=self.bn_epsilon, momentum=self.bn_momentum, dtype=self.dtype_policy)
         fused.build((None,) * (self._rank - 1) + (gamma.shape[0],))
         values = (gamma + alpha * np.sqrt(var + self.bn_epsilon), beta + alpha * mean, mean, var)
         fused.set_weights([v.astype(w.dtype) for v, w in zip(values, fused.weights)])

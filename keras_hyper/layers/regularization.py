@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_hyper.layers._args import check_rate
+
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
 class DropBlock2D(keras.layers.Layer):
@@ -28,8 +30,7 @@ class DropBlock2D(keras.layers.Layer):
 
     def __init__(self, rate, block_size=7, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"DropBlock2D rate must be in [0, 1), got {rate!r}.")
+        check_rate(**{"DropBlock2D rate": rate})
         if int(block_size) != block_size or block_size < 1 or block_size % 2 == 0:
             raise ValueError(f"DropBlock2D block_size must be a positive odd integer, got {block_size!r}.")
         self.rate = float(rate)

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_hyper import ops as hyper_ops
 from keras_hyper.layers.conv import DepthwiseConv2D
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
 
 # UniRepLKNet's dilated branches per large kernel size, as (kernel size, dilation) pairs: small kernels with
 # growing dilation, each spanning at most the large kernel (Ding et al. 2024, Sec. 3.3).
@@ -61,8 +62,8 @@ class DilatedReparamConv2D(keras.layers.Layer):
         kernel_size,
         branches=None,
         use_bias=False,
-        epsilon=1e-5,
-        momentum=0.9,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
         kernel_initializer=None,
         **kwargs,
     ):
@@ -90,9 +91,7 @@ class DilatedReparamConv2D(keras.layers.Layer):
         self.momentum = float(momentum)
         self.kernel_initializer = keras.initializers.get(kernel_initializer or "glorot_uniform")
         self.norms = [
-            keras.layers.BatchNormalization(
-                epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy, name=name
-            )
+            batch_norm(name, epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy)
             for name in ["origin_bn"] + [f"dil_bn_k{k}_{r}" for k, r in branches]
         ]
 

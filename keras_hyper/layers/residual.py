@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_hyper.layers._args import check_rate
+
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
 class LayerScale(keras.layers.Layer):
@@ -50,8 +52,7 @@ class DropPath(keras.layers.Layer):
 
     def __init__(self, rate=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"DropPath rate must be in [0, 1), got {rate!r}.")
+        check_rate(**{"DropPath rate": rate})
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)

@@ -12,6 +12,7 @@ exactly for a single layer.
 
 import keras
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 
 FORMS = ("deep", "shallow")
@@ -34,10 +35,7 @@ class ResidualStack(keras.layers.Layer):
 
     def __init__(self, depth, kernel_size=3, activation="relu", form="deep", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
-            raise ValueError(f"depth must be a positive integer, got {depth!r}.")
-        if not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(f"kernel_size must be a positive integer, got {kernel_size!r}.")
+        check_positive(depth=depth, kernel_size=kernel_size)
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {form!r}.")
         self.depth = depth

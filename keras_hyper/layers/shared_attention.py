@@ -20,6 +20,8 @@ import math
 import keras
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
+
 PADDINGS = ("valid", "same")
 
 
@@ -61,8 +63,7 @@ class SharedConvAttention(keras.layers.Layer):
 
     def __init__(self, num_heads=4, kernel_size=3, padding="valid", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(num_heads=num_heads)
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}.")
         if padding not in PADDINGS:
@@ -127,8 +128,7 @@ class SharedConvMLP(keras.layers.Layer):
 
     def __init__(self, expansion=4, kernel_size=3, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(expansion, int) or expansion < 1:
-            raise ValueError(f"expansion must be a positive integer, got {expansion!r}.")
+        check_positive(expansion=expansion)
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}.")
         self.expansion = expansion

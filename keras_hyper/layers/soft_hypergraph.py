@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_at_least, check_positive, check_rate
+
 
 def _dense_weights(layer, name, fan_in, units, bias=True):
     """A Linear layer's weights (PyTorch's default init bound 1/sqrt(fan_in) for kernel and bias)."""
@@ -78,13 +80,9 @@ class SoftHypergraphConv(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for label, value, low in (
-            ("num_hyperedges", num_hyperedges, 0),
-            ("num_heads", num_heads, 1),
-            ("num_dynamic_hyperedges", num_dynamic_hyperedges, 0),
-        ):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{label} must be an integer >= {low}, got {value!r}.")
+        check_at_least(0, num_hyperedges=num_hyperedges)
+        check_at_least(1, num_heads=num_heads)
+        check_at_least(0, num_dynamic_hyperedges=num_dynamic_hyperedges)
         if num_hyperedges + num_dynamic_hyperedges < 1:
             raise ValueError(
                 "SoftHypergraphConv needs at least one hyperedge (num_hyperedges + num_dynamic_hyperedges)."
@@ -95,8 +93,7 @@ class SoftHypergraphConv(keras.layers.Layer):
             )
         if not num_dynamic_hyperedges and top_k:
             raise ValueError(f"top_k={top_k!r} selects dynamic hyperedges, but num_dynamic_hyperedges is 0.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        check_rate(dropout=dropout)
         self.num_hyperedges = num_hyperedges
         self.num_heads = num_heads
         self.num_dynamic_hyperedges = num_dynamic_hyperedges
@@ -197,8 +194,7 @@ class ShiftedPatchTokens(keras.layers.Layer):
 
     def __init__(self, patch_size, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(patch_size, int) or patch_size < 1:
-            raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
+        check_positive(patch_size=patch_size)
         self.patch_size = patch_size
 
     def call(self, inputs):
@@ -324,9 +320,7 @@ class LocalitySelfAttention(keras.layers.Layer):
 
     def __init__(self, num_heads=8, dim_head=64, **kwargs):
         super().__init__(**kwargs)
-        for label, value in (("num_heads", num_heads), ("dim_head", dim_head)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+        check_positive(num_heads=num_heads, dim_head=dim_head)
         self.num_heads = num_heads
         self.dim_head = dim_head
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.hyperzzw import SlowNet, resample_map
 
 EPSILON = 1e-5
@@ -58,10 +59,8 @@ class GroupedStandardization(keras.layers.Layer):
 
     def __init__(self, groups=12, inference_batch_statistics=False, momentum=0.9, epsilon=EPSILON, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-            raise ValueError(f"groups must be a positive integer, got {groups!r}.")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}.")
+        check_positive(groups=groups)
+        check_rate(momentum=momentum)
         self.groups = groups
         self.inference_batch_statistics = bool(inference_batch_statistics)
         self.momentum = float(momentum)
@@ -150,8 +149,7 @@ class RecursiveGatedUnit(keras.layers.Layer):
     def __init__(self, grid_size=32, output_bias=True, **kwargs):
         super().__init__(**kwargs)
         self.output_bias = bool(output_bias)
-        if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 1:
-            raise ValueError(f"grid_size must be a positive integer, got {grid_size!r}.")
+        check_positive(grid_size=grid_size)
         self.grid_size = grid_size
 
     def build(self, input_shape):

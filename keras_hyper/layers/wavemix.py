@@ -9,12 +9,12 @@ feed-forward restores the input's channels and resolution.
 
 import keras
 
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import batch_norm
 from keras_hyper.ops import wavelets
 
 LEVELS = (1, 2, 3, 4)
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -42,11 +42,8 @@ class WaveMixBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")
-        for arg, value in (("mult", mult), ("ff_channel", ff_channel)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        check_positive(mult=mult, ff_channel=ff_channel)
+        check_rate(dropout=dropout)
         self.level = level
         self.mult = mult
         self.ff_channel = ff_channel
@@ -74,9 +71,7 @@ class WaveMixBlock(keras.layers.Layer):
                 keras.layers.Dropout(self.dropout, dtype=policy),
                 Conv2D(self.ff_channel, 1, name=f"{name}-3", dtype=policy),
                 keras.layers.Conv2DTranspose(out_dim, 4, strides=2, padding="same", name=f"{name}-4", dtype=policy),
-                keras.layers.BatchNormalization(
-                    epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}-5", dtype=policy
-                ),
+                batch_norm(f"{name}-5", dtype=policy),
             ]
             shape = (batch, None, None, in_dim)
             for layer in layers:

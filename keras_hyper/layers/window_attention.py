@@ -11,6 +11,9 @@ transpose.
 import keras
 import numpy as np
 
+from keras_hyper.layers._args import check_positive
+from keras_hyper.layers.torch_defaults import trunc_normal
+
 
 def relative_position_index(height, width):
     """`(h*w, h*w)` index into a `((2h-1)*(2w-1), heads)` bias table of the offset between two tokens."""
@@ -68,8 +71,7 @@ class WindowSoftmaxAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, window_size=None, shift_size=0, grid_size=(7, 7), qk_scale=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}.")
+        check_positive(num_heads=num_heads)
         if window_size is not None and (not isinstance(window_size, int) or window_size < 1):
             raise ValueError(f"window_size must be a positive integer or None, got {window_size!r}.")
         limit = window_size or 1
@@ -98,7 +100,7 @@ class WindowSoftmaxAttention(keras.layers.Layer):
         h, w = self._table_grid()
         self.relative_position_bias_table = self.add_weight(
             shape=((2 * h - 1) * (2 * w - 1), self.num_heads),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            initializer=trunc_normal(),
             name="relative_position_bias_table",
         )
 

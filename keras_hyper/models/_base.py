@@ -10,6 +10,7 @@ from typing import Callable, Mapping, NamedTuple, Optional, Union
 import keras
 import numpy as np
 
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.weights import files as weights_lib
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -145,6 +146,42 @@ _APP_DOC = """
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class Testing:
+    """What only the tests need to know of an architecture (`Architecture.testing`).
+
+    `tiny`: a small configuration (builder kwargs) that the harness builds, trains and exports on every backend,
+    and the configuration of every reference case that has no `Reference.kwargs`; `min_input_size`: the side of
+    the square input the harness feeds an image architecture (its smallest valid one); `zero_grad_at_init`: the
+    variables (paths in `builder(**tiny)`) whose gradient the official design makes zero, up to rounding, at
+    initialisation (each with its reason in a comment), which the harness' fit check does not require one step
+    to move.
+    """
+
+    tiny: Mapping
+    min_input_size: int = 32
+    zero_grad_at_init: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The official implementation's recorded outputs for an architecture (`Architecture.reference`), which the
+    harness and `keras-hyper check` (`keras_hyper.convert.reference.check`) compare with the converted model.
+
+    `folder`: the folder under `shared/reference/` that holds the cases (`<case>.npz` + `<case>.json`).
+    `kwargs(meta)`, where given, maps a case's JSON (its `kwargs` are the official constructor's) to builder
+    kwargs; without it every case is built with `Architecture.testing.tiny`. `cases` names the cases (file stems)
+    that are whole-model cases, None meaning all; layer-level cases are the architecture's own tests' business.
+    `features` maps a case's recorded intermediates to the backbone's features (`{"feat/stage0": "P2", ...}`):
+    they are compared through `features_only=True`, which is how a user gets them.
+    """
+
+    folder: str
+    kwargs: Optional[Callable] = None
+    cases: Optional[tuple] = None
+    features: Optional[Mapping] = None
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Architecture:
     """Everything the registry, the converters and the test harness need to know of one architecture.
@@ -152,24 +189,19 @@ class Architecture:
     `builder(**kwargs)` builds a model; `convert(state_dict, model)` fills a full (with top) model from the
     official checkpoint layout; `classifier` is the layer name of the final classification layer, the one
     `num_classes` changes; `classifier_key` the official state-dict key of its weight (shape
-    `(num_classes, features)`); `tiny` a small configuration (builder kwargs) that the harness trains and
-    exports, and the configuration of every case in `fixture`, the folder under `shared/reference/` holding
-    the official implementation's outputs; `reparameterize(model) -> model`, where there is one, is the
-    inference-time fusion (equal outputs, fewer layers).
+    `(num_classes, features)`); `reparameterize(model) -> model`, where there is one, is the inference-time
+    fusion (equal outputs, fewer layers).
 
-    `fixture_kwargs(meta)`, where given, maps a fixture case's JSON (its `kwargs` are the official
-    constructor's) to builder kwargs; without it every case uses `tiny`. `fixture_cases` names the cases
-    (file stems) that are whole-model cases, checked by `keras_hyper.convert.reference.check`; None means all.
-    Layer-level cases are the architecture's own tests' business. `fixture_features` maps a case's recorded
-    intermediates to the backbone's features (`{"feat/stage0": "P2", ...}`): they are compared through
-    `features_only=True`, which is how a user gets them.
+    `testing` (a `Testing`) holds what only the tests use: the tiny configuration, the harness' input size and
+    the variables one training step may leave unchanged. `reference` (a `Reference`), where the official
+    implementation's outputs are recorded, says where they are and how each case maps to this architecture.
 
     `num_classes` is the image builder's default head size (a CIFAR architecture's 10 or 100).
 
     `kind` says what the model takes and gives: "image" (a backbone + classifier, declared through `network`) or
     the kind of a non-image model ("audio", "hypergraph", "knowledge graph", "dense prediction", ...).
     Non-image architectures (audio, graphs, sequences) set `example_inputs(batch) -> array | tuple of arrays`,
-    valid inputs of `builder(**tiny)`; they have no `classifier` to swap, and the harness runs only its
+    valid inputs of `builder(**testing.tiny)`; they have no `classifier` to swap, and the harness runs only its
     input-agnostic checks on them. `litert=False` declares a model whose operators have no builtin LiteRT
     lowering (its card says which); the harness then skips the export check instead of failing it.
 
@@ -178,10 +210,6 @@ class Architecture:
     (for hypergraphs: vertices; `size=None` is the architecture's default), for `keras-hyper benchmark`; it
     returns the inputs, the size they have and the builder kwargs they need (e.g. a sparse hypergraph's
     `num_edges`; usually none).
-
-    `zero_grad_at_init` names the variables (paths in `builder(**tiny)`) whose gradient the official design makes
-    zero, up to rounding, at initialisation (each with its reason in a comment): the harness' fit check does not
-    require one step to move them.
     """
 
     name: str
@@ -190,7 +218,8 @@ class Architecture:
     variants: tuple
     license: str
     source: str
-    tiny: Mapping
+    testing: Testing
+    reference: Optional[Reference] = None
     builder: Optional[Callable] = None
     network: Optional[Callable] = None
     features: Optional[Callable] = None
@@ -198,23 +227,22 @@ class Architecture:
     min_size: Union[int, Callable] = 32
     classifier: Optional[str] = None
     classifier_key: Optional[str] = None
-    fixture: Optional[str] = None
-    min_input_size: int = 32
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     interpolation: str = "bicubic"
     reparameterize: Optional[Callable] = None
-    fixture_kwargs: Optional[Callable] = None
-    fixture_cases: Optional[tuple] = None
-    fixture_features: Optional[Mapping] = None
     example_inputs: Optional[Callable] = None
     sample_inputs: Optional[Callable] = None
     litert: bool = True
-    zero_grad_at_init: tuple = ()
     kind: str = "image"
     num_classes: int = 1000
 
     def __post_init__(self):
+        if not isinstance(self.testing, Testing) or not isinstance(self.reference, (Reference, type(None))):
+            raise TypeError(
+                f"Architecture {self.name!r}: `testing` is a Testing(tiny, ...) and `reference` a Reference(folder, "
+                f"...) or None, got {self.testing!r} and {self.reference!r}."
+            )
         if self.example_inputs is None and (self.classifier is None or self.classifier_key is None):
             raise ValueError(
                 f"Architecture {self.name!r}: an image classifier needs `classifier` and `classifier_key`; "
@@ -273,8 +301,7 @@ def validate_head(include_top, pooling, num_classes, classifier_activation):
             "already pools its input."
         )
     if include_top:
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
+        check_positive(num_classes=num_classes)
         if classifier_activation is not None:
             try:
                 keras.activations.get(classifier_activation)
@@ -285,8 +312,7 @@ def validate_head(include_top, pooling, num_classes, classifier_activation):
 def drop_path_rates(drop_path_rate, blocks):
     """The stochastic-depth rate of each of `blocks` blocks: linear from 0 to `drop_path_rate`, the schedule of
     timm and of the official implementations that use it."""
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
+    check_rate(drop_path_rate=drop_path_rate)
     return [float(rate) for rate in np.linspace(0.0, drop_path_rate, blocks)]
 
 

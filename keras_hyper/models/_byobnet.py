@@ -28,12 +28,15 @@ import math
 
 import keras
 
-from keras_hyper.layers import Conv2D, DropPath, PaddedMaxPool2D, SqueezeExcite
-from keras_hyper.layers.halo import _make_divisible  # timm's make_divisible, which the halo layers use too
+from keras_hyper.layers import Conv2D, DropPath, SqueezeExcite
+from keras_hyper.layers._args import check_non_negative, check_positive, check_rate
+from keras_hyper.layers.halo import (
+    PaddedMaxPool2D,
+    _make_divisible,  # timm's make_divisible, which the halo layers use too
+)
+from keras_hyper.layers.torch_defaults import batch_norm, conv_fan_out_normal, torch_padding
 from keras_hyper.models import _base
 
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 BLOCK_TYPES = ("bottle", "self_attn", "basic")
 BLOCK_KEYS = (
     "type",
@@ -90,12 +93,7 @@ class Plan:
 
 def conv_bn_act(x, prefix, filters, kernel, *, stride=1, groups=1, act="relu"):
     """timm's ConvNormAct: bias-free conv (symmetric PyTorch padding), BatchNorm, optional activation."""
-    padding = "same"
-    if stride > 1:
-        padding = "valid"
-        if kernel > 1:
-            x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{prefix}-pad")(x)
-    fan_out = kernel * kernel * filters // groups
+    x, padding = torch_padding(x, kernel, stride, f"{prefix}-pad")
     x = Conv2D(
         filters,
         kernel,
@@ -103,10 +101,10 @@ def conv_bn_act(x, prefix, filters, kernel, *, stride=1, groups=1, act="relu"):
         padding=padding,
         groups=groups,
         use_bias=False,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / fan_out)),
+        kernel_initializer=conv_fan_out_normal(kernel, filters, groups),
         name=f"{prefix}-conv",
     )(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{prefix}-bn")(x)
+    x = batch_norm(f"{prefix}-bn")(x)
     if act:
         x = keras.layers.Activation(act, name=f"{prefix}-act")(x)
     return x
@@ -161,7 +159,7 @@ def _block(x, prefix, cfg, *, stride, downsample, act, self_attn_layers, drop_pa
         else:
             layer, kwargs = cfg["self_attn"]
             y = self_attn_layers[layer](stride=stride, **kwargs, name=f"{prefix}-self_attn")(y)
-            y = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{prefix}-post_attn")(y)
+            y = batch_norm(f"{prefix}-post_attn")(y)
             y = keras.layers.Activation(act, name=f"{prefix}-post_attn_act")(y)
         y = conv_bn_act(y, f"{prefix}-conv3_1x1", out_chs, 1, act=None)
     if drop_path > 0.0:
@@ -281,10 +279,8 @@ def plan(
         raise ValueError(f"stem_pool must be 'maxpool' or '', got {stem_pool!r}.")
     if downsample not in ("", "conv1x1"):
         raise ValueError(f"downsample must be 'conv1x1' or '', got {downsample!r}.")
-    if not isinstance(stem_chs, int) or stem_chs < 1:
-        raise ValueError(f"stem_chs must be a positive integer, got {stem_chs!r}.")
-    if not isinstance(num_features, int) or num_features < 0:
-        raise ValueError(f"num_features must be a non-negative integer, got {num_features!r}.")
+    check_positive(stem_chs=stem_chs)
+    check_non_negative(num_features=num_features)
     stages = _expand(
         blocks,
         width_factor=width_factor,
@@ -310,8 +306,7 @@ def network(x, plan, *, self_attn_layers, drop_path_rate=0.0, drop_rate=0.0):
     `self_attn_layers` maps each self-attention name of the plan to a layer class called as
     `cls(stride=..., **self_attn_kwargs, name=...)`; `drop_path_rate` is timm's linear schedule over all blocks,
     `drop_rate` the dropout before the classifier."""
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+    check_rate(drop_rate=drop_rate)
     rates = _base.drop_path_rates(drop_path_rate, sum(len(stage) for stage in plan.stages))
     for prefix, chs, kernel, stride in plan.stem:
         x = conv_bn_act(x, prefix, chs, kernel, stride=stride, act=plan.act)

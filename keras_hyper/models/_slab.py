@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_hyper.layers import DropPath
 from keras_hyper.layers.prepbn import PRepBN
+from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.models import _base, _fusion
 
 NORMS = ("prepbn", "layernorm")
@@ -21,7 +22,6 @@ PAPER = _base.Paper(
 )
 LICENSE = "none (the official repository has no licence file)"
 SOURCE = "https://github.com/xinghaochen/SLAB"
-_TRUNC = keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 def norm(x, name, kind, prepbn):
@@ -33,7 +33,7 @@ def norm(x, name, kind, prepbn):
 
 def dense(units, name, use_bias=True):
     """A Linear with the official truncated-normal(0.02) init."""
-    return keras.layers.Dense(units, use_bias=use_bias, kernel_initializer=_TRUNC, name=name)
+    return keras.layers.Dense(units, use_bias=use_bias, kernel_initializer=trunc_normal(), name=name)
 
 
 def block(x, prefix, *, core, mlp_ratio, qkv_bias, prepbn, drop_path, norm_kind="prepbn", attn="attn-"):

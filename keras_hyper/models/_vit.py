@@ -10,6 +10,7 @@ timm's layer names (`blocks-{i}-norm1`, `-mlp-fc1`, ...), so that one converter 
 import keras
 
 from keras_hyper.layers import DropPath
+from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.models import _base
 
 LN_EPSILON = 1e-6
@@ -22,7 +23,7 @@ def grid_feature(patch_size, dim):
 
 
 def dense_init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
+    return trunc_normal()
 
 
 def layer_norm(name):

@@ -22,35 +22,31 @@ import keras
 from keras_hyper.convert import mapping
 from keras_hyper.layers import ATConv, DepthwiseConv2D, DropPath, LayerScale
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import batch_norm, torch_padding, trunc_normal
 from keras_hyper.models import _base
-
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
-
-
-def _init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 def _conv_bn(x, dim, prefix):
-    """3x3 stride-2 convolution with PyTorch's symmetric padding 1 ('same' would pad only the bottom/right
-    of an even input), then BatchNormalization; weights at `<prefix>.0`, `<prefix>.1`."""
-    x = keras.layers.ZeroPadding2D(1, name=f"{prefix}-pad")(x)
-    x = Conv2D(dim, 3, strides=2, use_bias=False, kernel_initializer=_init(), name=f"{prefix}-0")(x)
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{prefix}-1")(x)
+    """3x3 stride-2 convolution with PyTorch's symmetric padding 1, then BatchNormalization; weights at
+    `<prefix>.0`, `<prefix>.1`."""
+    x, padding = torch_padding(x, 3, 2, f"{prefix}-pad")
+    x = Conv2D(
+        dim, 3, strides=2, padding=padding, use_bias=False, kernel_initializer=trunc_normal(), name=f"{prefix}-0"
+    )(x)
+    return batch_norm(f"{prefix}-1")(x)
 
 
 def _glu(x, prefix, *, hidden, dconv, norm, activation):
     dim = x.shape[-1]
-    x = keras.layers.Dense(2 * hidden, kernel_initializer=_init(), name=f"{prefix}-fc1")(x)
+    x = keras.layers.Dense(2 * hidden, kernel_initializer=trunc_normal(), name=f"{prefix}-fc1")(x)
     a, v = keras.ops.split(x, 2, axis=-1)
     if dconv:
-        a = DepthwiseConv2D(3, padding="same", depthwise_initializer=_init(), name=f"{prefix}-dwconv")(a)
+        a = DepthwiseConv2D(3, padding="same", depthwise_initializer=trunc_normal(), name=f"{prefix}-dwconv")(a)
     a = keras.layers.Activation(activation, name=f"{prefix}-act")(a)
     x = keras.layers.Multiply(name=f"{prefix}-gate")([a, v])
     if norm:
         x = keras.layers.RMSNormalization(epsilon=1e-6, name=f"{prefix}-norm_layer")(x)
-    return keras.layers.Dense(dim, kernel_initializer=_init(), name=f"{prefix}-fc2")(x)
+    return keras.layers.Dense(dim, kernel_initializer=trunc_normal(), name=f"{prefix}-fc2")(x)
 
 
 def _residual(x, branch, prefix, index, *, layer_scale, drop_path):
@@ -65,7 +61,11 @@ def _block(x, prefix, *, kernel_size, hidden, conv_bias, layer_scale, dconv, nor
     residual = dict(layer_scale=layer_scale, drop_path=drop_path)
     y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}-norm_1")(x)
     y = ATConv(
-        kernel_size, use_bias=conv_bias, activation=activation, kernel_initializer=_init(), name=f"{prefix}-token_mixer"
+        kernel_size,
+        use_bias=conv_bias,
+        activation=activation,
+        kernel_initializer=trunc_normal(),
+        name=f"{prefix}-token_mixer",
     )(y)
     x = _residual(x, y, prefix, 1, **residual)
     y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}-norm_2")(x)
@@ -162,7 +162,7 @@ def attnet(
     def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
         x = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")(x)
-        return keras.layers.Dense(num_classes, kernel_initializer=_init(), name="head")(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=trunc_normal(), name="head")(x)
 
     return _base.Network(features, head)
 
@@ -302,20 +302,24 @@ ARCH = _base.Architecture(
     source="https://github.com/price112/Attentive-Convolution",
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(
-        depths=(1, 1, 2, 1),
-        dims=(16, 32, 48, 64),
-        exp_rates=(4, 4, 2, 2),
-        kernel_sizes=(3, 5, 3, 5),
-        glu_dconv=(True, False, True, True),
-        glu_norm=(True, True, False, False),
-        layer_scale_init_value=1.0,
-        num_classes=10,
+    testing=_base.Testing(
+        tiny=dict(
+            depths=(1, 1, 2, 1),
+            dims=(16, 32, 48, 64),
+            exp_rates=(4, 4, 2, 2),
+            kernel_sizes=(3, 5, 3, 5),
+            glu_dconv=(True, False, True, True),
+            glu_norm=(True, True, False, False),
+            layer_scale_init_value=1.0,
+            num_classes=10,
+        ),
     ),
-    fixture="attnet",
-    # the fixture's kwargs are the official constructor's
-    fixture_kwargs=lambda meta: from_official(meta["kwargs"]),
-    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    reference=_base.Reference(
+        "attnet",
+        # the fixture's kwargs are the official constructor's
+        kwargs=lambda meta: from_official(meta["kwargs"]),
+        features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    ),
 )
 
 attnet = ARCH.builder

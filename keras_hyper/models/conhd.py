@@ -268,18 +268,20 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="MIT",
     source="https://github.com/zhengyijia/CoNHD",
-    # the tiny_gd fixture's configuration with one set block per side (a smaller graph to trace) and a little
-    # dropout, so that the harness trains every layer kind, the shared step twice
-    tiny=dict(
-        input_dim=8,
-        co_rep_dim=16,
-        num_att_layer=1,
-        num_inds=3,
-        layernorm=True,
-        dropout=0.1,
-        input_dropout=0.1,
-        scorer_layers=2,
-        scorer_hidden=8,
+    testing=_base.Testing(
+        # the tiny_gd fixture's configuration with one set block per side (a smaller graph to trace) and a little
+        # dropout, so that the harness trains every layer kind, the shared step twice
+        tiny=dict(
+            input_dim=8,
+            co_rep_dim=16,
+            num_att_layer=1,
+            num_inds=3,
+            layernorm=True,
+            dropout=0.1,
+            input_dropout=0.1,
+            scorer_layers=2,
+            scorer_hidden=8,
+        ),
     ),
     example_inputs=_example_inputs,
     kind="hypergraph",

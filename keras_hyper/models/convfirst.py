@@ -21,18 +21,8 @@ import keras
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DropPath
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import batch_norm, trunc_normal
 from keras_hyper.models import _base, _fusion
-
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9
-
-
-def _init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
-
-
-def _batch_norm(name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 def convfirst_block(x, prefix, *, kernel_size=3, group_width=8, mlp_ratio=4, activation="gelu", drop_path=0.0):
@@ -53,14 +43,14 @@ def convfirst_block(x, prefix, *, kernel_size=3, group_width=8, mlp_ratio=4, act
         padding="same",
         groups=dim // group_width,
         use_bias=False,
-        kernel_initializer=_init(),
+        kernel_initializer=trunc_normal(),
         name=f"{prefix}-conv",
     )(x)
-    x = _batch_norm(f"{prefix}-norm")(x)
+    x = batch_norm(f"{prefix}-norm")(x)
     # A 1x1 convolution is a matmul over channels; Dense runs it as one on every backend.
-    x = keras.layers.Dense(int(mlp_ratio * dim), kernel_initializer=_init(), name=f"{prefix}-mlp-fc1")(x)
+    x = keras.layers.Dense(int(mlp_ratio * dim), kernel_initializer=trunc_normal(), name=f"{prefix}-mlp-fc1")(x)
     x = keras.layers.Activation(activation, name=f"{prefix}-mlp-act")(x)
-    x = keras.layers.Dense(dim, kernel_initializer=_init(), name=f"{prefix}-mlp-fc2")(x)
+    x = keras.layers.Dense(dim, kernel_initializer=trunc_normal(), name=f"{prefix}-mlp-fc2")(x)
     if drop_path > 0.0:
         x = DropPath(drop_path, name=f"{prefix}-drop_path")(x)
     return keras.layers.Add(name=f"{prefix}-add")([shortcut, x])
@@ -96,15 +86,15 @@ def convfirst(
         pyramid = convfirst(features_only=True)            # {"P2": (B, H/4, W/4, 96), ..., "P5": ...}
     """
     depths, dims = _validate(depths, dims, kernel_size, group_width)
-    x = Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="stem-0")(x)
-    x = _batch_norm("stem-1")(x)
+    x = Conv2D(dims[0], 4, strides=4, kernel_initializer=trunc_normal(), name="stem-0")(x)
+    x = batch_norm("stem-1")(x)
     features = {}
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
-            x = _batch_norm(f"stages-{i}-downsample-0")(x)
-            x = Conv2D(dim, 2, strides=2, kernel_initializer=_init(), name=f"stages-{i}-downsample-1")(x)
+            x = batch_norm(f"stages-{i}-downsample-0")(x)
+            x = Conv2D(dim, 2, strides=2, kernel_initializer=trunc_normal(), name=f"stages-{i}-downsample-1")(x)
         for j in range(depth):
             x = convfirst_block(
                 x,
@@ -120,10 +110,10 @@ def convfirst(
 
     def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="head-global_pool")(x)
-        x = _batch_norm("head-norm")(x)
+        x = batch_norm("head-norm")(x)
         if drop_rate:
             x = keras.layers.Dropout(drop_rate, name="head-drop")(x)
-        return keras.layers.Dense(num_classes, kernel_initializer=_init(), name="head-fc")(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=trunc_normal(), name="head-fc")(x)
 
     return _base.Network(features, head)
 
@@ -195,7 +185,7 @@ ARCH = _base.Architecture(
     source="https://arxiv.org/abs/2404.03617 (no official code; keras-hyper's reading of the paper)",
     classifier="head-fc",
     classifier_key="head.fc.weight",
-    tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), num_classes=10),
+    testing=_base.Testing(tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), num_classes=10)),
     reparameterize=reparameterize,
 )
 

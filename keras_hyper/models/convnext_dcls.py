@@ -18,14 +18,12 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DCLSConv2D, DCLSPositions, DropPath, LayerScale
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import trunc_normal
 from keras_hyper.models import _base
 
 LN_EPSILON = 1e-6
-
-
-def _init(scale=1.0):
-    return keras.initializers.TruncatedNormal(stddev=0.02 * scale)
 
 
 def _layer_norm(name):
@@ -43,13 +41,13 @@ def _block(x, positions, prefix, *, kernel_size, kernel_count, ls_init_value, dr
         kernel_size,
         groups=dim,
         version="v0",
-        kernel_initializer=_init(),
+        kernel_initializer=trunc_normal(),
         name=f"{prefix}-dwconv",
     )([x, positions])
     x = _layer_norm(f"{prefix}-norm")(x)
-    x = keras.layers.Dense(4 * dim, kernel_initializer=_init(), name=f"{prefix}-pwconv1")(x)
+    x = keras.layers.Dense(4 * dim, kernel_initializer=trunc_normal(), name=f"{prefix}-pwconv1")(x)
     x = keras.layers.Activation("gelu", name=f"{prefix}-act")(x)
-    x = keras.layers.Dense(dim, kernel_initializer=_init(), name=f"{prefix}-pwconv2")(x)
+    x = keras.layers.Dense(dim, kernel_initializer=trunc_normal(), name=f"{prefix}-pwconv2")(x)
     if ls_init_value:
         x = LayerScale(ls_init_value, name=f"{prefix}-gamma")(x)
     if drop_path > 0.0:
@@ -89,10 +87,9 @@ def convnext_dcls(
     depths, dims = _base.stage_args(depths, dims)
     if not isinstance(dcls_kernel_size, int) or dcls_kernel_size < 1 or dcls_kernel_size % 2 == 0:
         raise ValueError(f"dcls_kernel_size must be a positive odd integer, got {dcls_kernel_size!r}.")
-    if not isinstance(dcls_kernel_count, int) or dcls_kernel_count < 1:
-        raise ValueError(f"dcls_kernel_count must be a positive integer, got {dcls_kernel_count!r}.")
+    check_positive(dcls_kernel_count=dcls_kernel_count)
 
-    x = Conv2D(dims[0], 4, strides=4, kernel_initializer=_init(), name="downsample_layers-0-0")(x)
+    x = Conv2D(dims[0], 4, strides=4, kernel_initializer=trunc_normal(), name="downsample_layers-0-0")(x)
     x = _layer_norm("downsample_layers-0-1")(x)
 
     features = {}
@@ -101,7 +98,7 @@ def convnext_dcls(
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
             x = _layer_norm(f"downsample_layers-{i}-0")(x)
-            x = Conv2D(dim, 2, strides=2, kernel_initializer=_init(), name=f"downsample_layers-{i}-1")(x)
+            x = Conv2D(dim, 2, strides=2, kernel_initializer=trunc_normal(), name=f"downsample_layers-{i}-1")(x)
         positions = DCLSPositions(dim, dcls_kernel_count, dcls_kernel_size, name=f"stages-{i}-positions")(x)
         for j in range(depth):
             x = _block(
@@ -119,7 +116,7 @@ def convnext_dcls(
     def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
         x = _layer_norm("norm")(x)
-        return keras.layers.Dense(num_classes, kernel_initializer=_init(head_init_scale), name="head")(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=trunc_normal(0.02 * head_init_scale), name="head")(x)
 
     return _base.Network(features, head)
 
@@ -251,21 +248,25 @@ ARCH = _base.Architecture(
     source="https://github.com/K-H-Ismail/ConvNeXt-dcls",
     classifier="head",
     classifier_key="head.weight",
-    # The fixtures' configuration, but with layer scale starting at 0.1 instead of 1e-6: at 1e-6 the first
-    # stage's LayerNorm receives gradients near 1e-10, too small for one Adam step (lr 1e-3, eps 1e-7) to move a
-    # float32 weight of 1.0, so the harness' "every variable changes" check could not see them learn.
-    tiny=dict(
-        depths=(1, 1, 2, 1),
-        dims=(16, 24, 32, 48),
-        dcls_kernel_size=5,
-        dcls_kernel_count=6,
-        layer_scale_init_value=0.1,
-        num_classes=10,
+    testing=_base.Testing(
+        # The fixtures' configuration, but with layer scale starting at 0.1 instead of 1e-6: at 1e-6 the first
+        # stage's LayerNorm receives gradients near 1e-10, too small for one Adam step (lr 1e-3, eps 1e-7) to move a
+        # float32 weight of 1.0, so the harness' "every variable changes" check could not see them learn.
+        tiny=dict(
+            depths=(1, 1, 2, 1),
+            dims=(16, 24, 32, 48),
+            dcls_kernel_size=5,
+            dcls_kernel_count=6,
+            layer_scale_init_value=0.1,
+            num_classes=10,
+        ),
     ),
-    fixture="convnext_dcls",
-    fixture_kwargs=fixture_kwargs,
-    fixture_cases=("tiny", "tiny_strong"),
-    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    reference=_base.Reference(
+        "convnext_dcls",
+        kwargs=fixture_kwargs,
+        cases=("tiny", "tiny_strong"),
+        features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    ),
     reparameterize=reparameterize,
 )
 

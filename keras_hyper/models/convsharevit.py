@@ -18,6 +18,7 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DropPath
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.shared_attention import SharedConvAttention, SharedConvMLP
 from keras_hyper.layers.soft_hypergraph import ClassTokenEmbedding, ClassTokenSelect, PatchTokenGrid
@@ -63,9 +64,7 @@ def convsharevit(
         model = convsharevit(embed_dim=256, depth=6, num_heads=4, padding="same", num_classes=100)
         backbone = convsharevit(features_only=True)    # {"P2": (B, 8, 8, 256)} for the default 32x32 input
     """
-    for label, value in (("patch_size", patch_size), ("depth", depth)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+    check_positive(patch_size=patch_size, depth=depth)
     if not isinstance(embed_dim, int) or embed_dim < 4 or math.isqrt(embed_dim) ** 2 != embed_dim:
         raise ValueError(f"embed_dim must be a square number >= 4 (tokens are s x s tiles), got {embed_dim!r}.")
     # the layers validate num_heads, kernel_size, mlp_ratio and padding when they are created
@@ -176,12 +175,14 @@ ARCH = _base.Architecture(
     source="https://arxiv.org/abs/2504.11517 (no official code; keras-hyper's reading of the paper)",
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(patch_size=8, embed_dim=16, depth=1, num_heads=2, kernel_size=3, mlp_ratio=2, num_classes=10),
-    # The output convolutions' bias is one scalar per block added to the whole tile, i.e. to every feature of a
-    # token alike, and the residual stream is read only through per-token LayerNorms, which subtract it: its
-    # gradient is zero up to rounding at any depth (a dead parameter of this reading, as a PyTorch port would have).
-    zero_grad_at_init=("blocks-0-attn/out_bias", "blocks-0-mlp/out_bias"),
-    min_input_size=32,
+    testing=_base.Testing(
+        tiny=dict(patch_size=8, embed_dim=16, depth=1, num_heads=2, kernel_size=3, mlp_ratio=2, num_classes=10),
+        # The output convolutions' bias is one scalar per block added to the whole tile, i.e. to every feature of a
+        # token alike, and the residual stream is read only through per-token LayerNorms, which subtract it: its
+        # gradient is zero up to rounding at any depth (a dead parameter of this reading, as a PyTorch port would have).
+        zero_grad_at_init=("blocks-0-attn/out_bias", "blocks-0-mlp/out_bias"),
+        min_input_size=32,
+    ),
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     interpolation="bilinear",

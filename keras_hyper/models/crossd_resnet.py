@@ -22,10 +22,8 @@ import numpy as np
 from keras_hyper.convert import mapping
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.crossd import CrossDConv2D, kernel_2d_to_3d
+from keras_hyper.layers.torch_defaults import batch_norm, conv_fan_out_normal, torch_padding
 from keras_hyper.models import _base
-
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 
 
 def _conv(x, name, filters, kernel, stride, padding, cross_d):
@@ -33,23 +31,18 @@ def _conv(x, name, filters, kernel, stride, padding, cross_d):
         return CrossDConv2D(filters, kernel, strides=stride, padding=padding, name=name)(x)
     if padding:
         x = keras.layers.ZeroPadding2D(padding, name=f"{name}-pad")(x)
-    # torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu")
-    init = keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / (kernel * kernel * filters)))
+    init = conv_fan_out_normal(kernel, filters)  # torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu")
     return Conv2D(filters, kernel, strides=stride, use_bias=False, kernel_initializer=init, name=name)(x)
-
-
-def _bn(x, name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
 
 
 def _basic_block(x, prefix, filters, stride, cross_d):
     shortcut = x
     y = _conv(x, f"{prefix}-conv1", filters, 3, stride, 1, cross_d)
-    y = keras.layers.ReLU(name=f"{prefix}-relu1")(_bn(y, f"{prefix}-bn1"))
-    y = _bn(_conv(y, f"{prefix}-conv2", filters, 3, 1, 1, cross_d), f"{prefix}-bn2")
+    y = keras.layers.ReLU(name=f"{prefix}-relu1")(batch_norm(f"{prefix}-bn1")(y))
+    y = batch_norm(f"{prefix}-bn2")(_conv(y, f"{prefix}-conv2", filters, 3, 1, 1, cross_d))
     if stride != 1 or x.shape[-1] != filters:
         shortcut = _conv(x, f"{prefix}-downsample-0", filters, 1, stride, 0, cross_d)
-        shortcut = _bn(shortcut, f"{prefix}-downsample-1")
+        shortcut = batch_norm(f"{prefix}-downsample-1")(shortcut)
     y = keras.layers.Add(name=f"{prefix}-add")([y, shortcut])
     return keras.layers.ReLU(name=f"{prefix}-relu2")(y)
 
@@ -72,9 +65,9 @@ def crossd_resnet(x, depths=(2, 2, 2, 2), widths=(64, 128, 256, 512), stem_width
     """
     depths, widths = _validate(depths, widths, stem_width, cross_d)
     x = _conv(x, "conv1", stem_width, 7, 2, 3, cross_d)
-    x = keras.layers.ReLU(name="relu")(_bn(x, "bn1"))
-    x = keras.layers.ZeroPadding2D(1, name="maxpool-pad")(x)  # zeros are safe: the input is post-ReLU
-    x = keras.layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
+    x = keras.layers.ReLU(name="relu")(batch_norm("bn1")(x))
+    x, padding = torch_padding(x, 3, 2, "maxpool-pad")  # zeros are safe: the input is post-ReLU
+    x = keras.layers.MaxPooling2D(3, strides=2, padding=padding, name="maxpool")(x)
     features = {}
     for stage, (depth, width) in enumerate(zip(depths, widths)):
         for index in range(depth):
@@ -193,22 +186,24 @@ ARCH = _base.Architecture(
     source="https://github.com/convergedmachine/Cross-D-Conv",
     classifier="fc",
     classifier_key="fc.weight",
-    # Two stages, so that the backbone has a pyramid and the stride-2 stage its 1x1 Cross-D projection.
-    tiny=dict(depths=(1, 1), widths=(8, 16), stem_width=8, num_classes=10),
-    # A 1x1 Cross-D conv has one DFT frequency (0), so its phase shift is 1 whatever the rotation: its rotation
-    # head never gets a gradient (dead parameters, as in the official model, which counts them).
-    zero_grad_at_init=tuple(
-        f"layer2-0-downsample-0/{name}"
-        for name in (
-            "rotation_conv1/kernel",
-            "rotation_conv1/bias",
-            "rotation_norm/gamma",
-            "rotation_norm/beta",
-            "rotation_conv2/kernel",
-            "rotation_conv2/bias",
-        )
+    testing=_base.Testing(
+        # Two stages, so that the backbone has a pyramid and the stride-2 stage its 1x1 Cross-D projection.
+        tiny=dict(depths=(1, 1), widths=(8, 16), stem_width=8, num_classes=10),
+        # A 1x1 Cross-D conv has one DFT frequency (0), so its phase shift is 1 whatever the rotation: its rotation
+        # head never gets a gradient (dead parameters, as in the official model, which counts them).
+        zero_grad_at_init=tuple(
+            f"layer2-0-downsample-0/{name}"
+            for name in (
+                "rotation_conv1/kernel",
+                "rotation_conv1/bias",
+                "rotation_norm/gamma",
+                "rotation_norm/beta",
+                "rotation_conv2/kernel",
+                "rotation_conv2/bias",
+            )
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     interpolation="bilinear",
 )
 

@@ -36,6 +36,7 @@ from keras_hyper.layers.complex import (
     ZReLU,
 )
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import BN_MOMENTUM, batch_norm
 from keras_hyper.models import _base
 
 COMPLEX_ACTIVATIONS = {"crelu": CReLU, "modrelu": ModReLU, "zrelu": ZReLU, "cardioid": Cardioid}
@@ -95,11 +96,11 @@ def cvcnn(
             prefix = f"stages-{stage}-{index}"
             if complex_valued:
                 x = ComplexConv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv")(x)
-                x = ComplexBatchNormalization(momentum=0.9, scale_matrix="full", name=f"{prefix}-bn")(x)
+                x = ComplexBatchNormalization(momentum=BN_MOMENTUM, scale_matrix="full", name=f"{prefix}-bn")(x)
                 x = COMPLEX_ACTIVATIONS[complex_activation](name=f"{prefix}-act")(x)
             else:
                 x = Conv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv")(x)
-                x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}-bn")(x)
+                x = batch_norm(f"{prefix}-bn")(x)
                 x = keras.layers.ReLU(name=f"{prefix}-act")(x)
         pool = ComplexMaxPooling2D if complex_valued and complex_pooling == "modulus" else keras.layers.MaxPooling2D
         x = pool(2, name=f"stages-{stage}-pool")(x)
@@ -240,8 +241,7 @@ ARCH = _base.Architecture(
     source="https://github.com/soumickmj/pytorch-complex",
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(depths=(1, 1), widths=(8, 16), num_classes=10),
-    min_input_size=32,
+    testing=_base.Testing(tiny=dict(depths=(1, 1), widths=(8, 16), num_classes=10), min_input_size=32),
 )
 
 cvcnn = ARCH.builder

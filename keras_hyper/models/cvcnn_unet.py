@@ -14,6 +14,7 @@ class probabilities): `tests/models/test_cvcnn_unet.py` tests it.
 
 import keras
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.complex import (
     Cardioid,
     ComplexBatchNormalization,
@@ -28,6 +29,7 @@ from keras_hyper.layers.complex import (
     ZReLU,
 )
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import BN_MOMENTUM, batch_norm
 from keras_hyper.models import _base
 
 COMPLEX_ACTIVATIONS = {"crelu": CReLU, "modrelu": ModReLU, "zrelu": ZReLU, "cardioid": Cardioid}
@@ -39,8 +41,7 @@ CNNX2_SCALE = 2**0.5
 def _check(widths, num_classes, complex_activation, complex_pooling):
     if len(widths) < 2 or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
         raise ValueError(f"widths must hold at least two positive integers (levels), got {widths!r}.")
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
+    check_positive(num_classes=num_classes)
     if complex_activation not in COMPLEX_ACTIVATIONS:
         raise ValueError(f"complex_activation must be one of {tuple(COMPLEX_ACTIVATIONS)}, got {complex_activation!r}.")
     if complex_pooling not in COMPLEX_POOLINGS:
@@ -99,11 +100,11 @@ def cvcnn_unet(
         for index in range(2):
             if complex_valued:
                 x = ComplexConv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv{index}")(x)
-                x = ComplexBatchNormalization(momentum=0.9, scale_matrix="full", name=f"{prefix}-bn{index}")(x)
+                x = ComplexBatchNormalization(momentum=BN_MOMENTUM, scale_matrix="full", name=f"{prefix}-bn{index}")(x)
                 x = COMPLEX_ACTIVATIONS[complex_activation](name=f"{prefix}-act{index}")(x)
             else:
                 x = Conv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}-conv{index}")(x)
-                x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}-bn{index}")(x)
+                x = batch_norm(f"{prefix}-bn{index}")(x)
                 x = keras.layers.ReLU(name=f"{prefix}-act{index}")(x)
         return x
 

@@ -24,13 +24,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.complex import ComplexConv2D
 from keras_hyper.layers.multidilated import ComplexD3Block
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm
 from keras_hyper.models import _base
 from keras_hyper.ops import complex as cops
-
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9
 
 
 @keras.saving.register_keras_serializable(package="keras_hyper")
@@ -128,13 +127,8 @@ class InverseSTFT(keras.layers.Layer):
 
 def _conv_bn_relu(x, name, filters, kernel):
     x = ComplexConv2D(filters, kernel, padding="same", name=f"{name}-conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}-norm")(x)
+    x = batch_norm(f"{name}-norm")(x)
     return keras.layers.ReLU(name=f"{name}-act")(x)  # CReLU: ReLU of the real and of the imaginary parts
-
-
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def d3net_aec(
@@ -167,17 +161,16 @@ def d3net_aec(
     Returns:
         A functional `keras.Model`: input `(B, T, 2)` [microphone, far end], output `(B, T)`.
     """
-    for label, value in (
-        ("input_length", input_length),
-        ("n_fft", n_fft),
-        ("hop", hop),
-        ("channels", channels),
-        ("num_d3_blocks", num_d3_blocks),
-        ("num_d2_blocks", num_d2_blocks),
-        ("num_layers", num_layers),
-        ("growth_rate", growth_rate),
-    ):
-        _positive_int(label, value)
+    check_positive(
+        input_length=input_length,
+        n_fft=n_fft,
+        hop=hop,
+        channels=channels,
+        num_d3_blocks=num_d3_blocks,
+        num_d2_blocks=num_d2_blocks,
+        num_layers=num_layers,
+        growth_rate=growth_rate,
+    )
     if n_fft % 2 or n_fft % hop:
         raise ValueError(f"n_fft must be even and divisible by hop, got n_fft={n_fft}, hop={hop}.")
     if input_length % hop or input_length < n_fft:
@@ -278,7 +271,7 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="Apache-2.0",
     source="https://arxiv.org/abs/2110.00745",
-    tiny=TINY,
+    testing=_base.Testing(tiny=TINY),
     example_inputs=example_inputs,
     kind="audio",
     # keras.ops.istft lowers to tf.Complex + tf.IRFFT under TensorFlow, which LiteRT only runs as Flex ops (the

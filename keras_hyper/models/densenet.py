@@ -27,14 +27,10 @@ import re
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import BN_EPSILON, batch_norm, torch_padding
 from keras_hyper.models import _base
-
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
-
-
-def _batch_norm(name, epsilon):
-    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, name=name)
 
 
 def _pointwise(units, name):
@@ -43,10 +39,10 @@ def _pointwise(units, name):
 
 
 def _dense_layer(x, prefix, *, growth_rate, bn_size, epsilon, drop_rate):
-    y = _batch_norm(f"{prefix}-norm1", epsilon)(x)
+    y = batch_norm(f"{prefix}-norm1", epsilon=epsilon)(x)
     y = keras.layers.ReLU(name=f"{prefix}-relu1")(y)
     y = _pointwise(bn_size * growth_rate, f"{prefix}-conv1")(y)
-    y = _batch_norm(f"{prefix}-norm2", epsilon)(y)
+    y = batch_norm(f"{prefix}-norm2", epsilon=epsilon)(y)
     y = keras.layers.ReLU(name=f"{prefix}-relu2")(y)
     y = Conv2D(growth_rate, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{prefix}-conv2")(
         y
@@ -71,16 +67,22 @@ def _trunk(x, blocks, growth_rate, num_init_features, bn_size, compression, bn_e
     block's through `features-norm5` (BatchNormalization, before DenseNet's final ReLU, which KimiaNet leaves out).
     Validates the configuration."""
     blocks = _validate(blocks, growth_rate, num_init_features, bn_size, compression, drop_rate)
-    # explicit zero padding: 'same' pads asymmetrically at stride 2, the reference pads 3 (and 1) on every side
-    x = keras.layers.ZeroPadding2D(3, name="features-pad0")(x)
-    x = Conv2D(num_init_features, 7, strides=2, use_bias=False, kernel_initializer="he_normal", name="features-conv0")(
-        x
-    )
-    x = _batch_norm("features-norm0", bn_epsilon)(x)
+    # the reference pads 3 (and 1) on every side
+    x, padding = torch_padding(x, 7, 2, "features-pad0")
+    x = Conv2D(
+        num_init_features,
+        7,
+        strides=2,
+        padding=padding,
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name="features-conv0",
+    )(x)
+    x = batch_norm("features-norm0", epsilon=bn_epsilon)(x)
     x = keras.layers.ReLU(name="features-relu0")(x)
     # zeros pad like -inf here: the input is a ReLU output, >= 0
-    x = keras.layers.ZeroPadding2D(1, name="features-pad1")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="features-pool0")(x)
+    x, padding = torch_padding(x, 3, 2, "features-pad1")
+    x = keras.layers.MaxPooling2D(3, strides=2, padding=padding, name="features-pool0")(x)
     widths = _block_channels(blocks, growth_rate, num_init_features, compression)
     features = {}
     for i, (depth, width) in enumerate(zip(blocks, widths)):
@@ -94,12 +96,12 @@ def _trunk(x, blocks, growth_rate, num_init_features, bn_size, compression, bn_e
                 drop_rate=drop_rate,
             )
         if i == len(blocks) - 1:
-            features[f"P{i + 2}"] = _batch_norm("features-norm5", bn_epsilon)(x)
+            features[f"P{i + 2}"] = batch_norm("features-norm5", epsilon=bn_epsilon)(x)
             break
         # timm's stage features: the dense block's output, before its transition
         features[f"P{i + 2}"] = x
         prefix = f"features-transition{i + 1}"
-        x = _batch_norm(f"{prefix}-norm", bn_epsilon)(x)
+        x = batch_norm(f"{prefix}-norm", epsilon=bn_epsilon)(x)
         x = keras.layers.ReLU(name=f"{prefix}-relu")(x)
         x = _pointwise(int(width * compression), f"{prefix}-conv")(x)
         x = keras.layers.AveragePooling2D(2, strides=2, name=f"{prefix}-pool")(x)
@@ -111,13 +113,10 @@ def _validate(blocks, growth_rate, num_init_features, bn_size, compression, drop
     blocks = tuple(blocks)
     if not blocks or any(not isinstance(b, int) or b < 1 for b in blocks):
         raise ValueError(f"blocks must be a non-empty sequence of positive integers, got {blocks!r}.")
-    for label, value in (("growth_rate", growth_rate), ("num_init_features", num_init_features), ("bn_size", bn_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+    check_positive(growth_rate=growth_rate, num_init_features=num_init_features, bn_size=bn_size)
     if not 0.0 < compression <= 1.0:
         raise ValueError(f"compression must be in (0, 1], got {compression!r}.")
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+    check_rate(drop_rate=drop_rate)
     return blocks
 
 
@@ -148,7 +147,7 @@ def densenet(
     num_init_features=64,
     bn_size=4,
     compression=0.5,
-    bn_epsilon=1e-5,
+    bn_epsilon=BN_EPSILON,
     drop_rate=0.0,
 ):
     """Builds a DenseNet (Huang et al., "Densely Connected Convolutional Networks", CVPR 2017, arXiv:1608.06993).
@@ -186,7 +185,7 @@ def kimianet(
     num_init_features=64,
     bn_size=4,
     compression=0.5,
-    bn_epsilon=1e-5,
+    bn_epsilon=BN_EPSILON,
     drop_rate=0.0,
 ):
     """Builds KimiaNet (Riasatian et al., "Fine-Tuning and Training of DenseNet for Histopathology Image
@@ -379,7 +378,7 @@ ARCH = _base.Architecture(
     source="https://github.com/pytorch/vision",
     classifier="classifier",
     classifier_key="classifier.weight",
-    tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10),
+    testing=_base.Testing(tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10)),
     interpolation="bilinear",
 )
 
@@ -413,7 +412,7 @@ KIMIANET_ARCH = _base.Architecture(
     source="https://github.com/KimiaLabMayo/KimiaNet",
     classifier="fc_4",
     classifier_key="fc_4.weight",  # checkpoint reading strips DataParallel's "module."
-    tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10),
+    testing=_base.Testing(tiny=dict(blocks=(1, 1, 1, 1), growth_rate=8, num_init_features=16, num_classes=10)),
     interpolation="bilinear",
 )
 

@@ -18,44 +18,38 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import BalancedAttention, DropBlock2D
+from keras_hyper.layers._args import check_rate
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm, kaiming_fan_out, torch_padding
 from keras_hyper.models import _base, _fusion
-
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
-
-
-def _conv_init():
-    # the official kaiming_normal_(mode="fan_out", nonlinearity="relu")
-    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
 
 def _conv3x3(x, filters, strides, name):
-    if strides == 1:
-        return Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name=name)(x)
-    # PyTorch pads one pixel on each side; Keras' 'same' would pad only bottom/right for an even size
-    x = keras.layers.ZeroPadding2D(1, name=f"{name}-pad")(x)
-    return Conv2D(filters, 3, strides=strides, use_bias=False, kernel_initializer=_conv_init(), name=name)(x)
-
-
-def _batch_norm(name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+    x, padding = torch_padding(x, 3, strides, f"{name}-pad")
+    return Conv2D(
+        filters, 3, strides=strides, padding=padding, use_bias=False, kernel_initializer=kaiming_fan_out(), name=name
+    )(x)
 
 
 def _block(x, prefix, *, filters, strides, drop_prob, block_size, coord_reduction, se_reduction):
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
         shortcut = Conv2D(
-            filters, 1, strides=strides, use_bias=False, kernel_initializer=_conv_init(), name=f"{prefix}-shortcut-0"
+            filters,
+            1,
+            strides=strides,
+            use_bias=False,
+            kernel_initializer=kaiming_fan_out(),
+            name=f"{prefix}-shortcut-0",
         )(x)
-        shortcut = _batch_norm(f"{prefix}-shortcut-1")(shortcut)
+        shortcut = batch_norm(f"{prefix}-shortcut-1")(shortcut)
     x = _conv3x3(x, filters, strides, f"{prefix}-conv1")
-    x = _batch_norm(f"{prefix}-bn1")(x)
+    x = batch_norm(f"{prefix}-bn1")(x)
     x = keras.layers.ReLU(name=f"{prefix}-relu1")(x)
     if drop_prob > 0.0:
         x = DropBlock2D(drop_prob, block_size=block_size, name=f"{prefix}-dropblock")(x)
     x = _conv3x3(x, filters, 1, f"{prefix}-conv2")
-    x = _batch_norm(f"{prefix}-bn2")(x)
+    x = batch_norm(f"{prefix}-bn2")(x)
     x = BalancedAttention(
         coord_reduction=coord_reduction,
         se_reduction=se_reduction,
@@ -97,8 +91,8 @@ def eurosat_balanced(
         pyramid = eurosat_balanced(features_only=True)      # {"P0": (B, 64, 64, 64), ..., "P3": (B, 8, 8, 512)}
     """
     widths, depths, drop_probs = _validate(widths, depths, drop_probs, coord_reduction, se_reduction, drop_rate)
-    x = Conv2D(widths[0], 3, padding="same", use_bias=False, kernel_initializer=_conv_init(), name="stem-0")(x)
-    x = _batch_norm("stem-1")(x)
+    x = Conv2D(widths[0], 3, padding="same", use_bias=False, kernel_initializer=kaiming_fan_out(), name="stem-0")(x)
+    x = batch_norm("stem-1")(x)
     x = keras.layers.ReLU(name="stem-2")(x)
     features = {}
     for i, (width, depth, drop_prob) in enumerate(zip(widths, depths, drop_probs)):
@@ -141,8 +135,7 @@ def _validate(widths, depths, drop_probs, coord_reduction, se_reduction, drop_ra
         )
     if any(not 0.0 <= p < 1.0 for p in drop_probs):
         raise ValueError(f"drop_probs must be in [0, 1), got {drop_probs}.")
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+    check_rate(drop_rate=drop_rate)
     return widths, depths, drop_probs
 
 
@@ -233,11 +226,12 @@ ARCH = _base.Architecture(
     source="https://github.com/virAditya/satellite-image-classification-eurosat",
     classifier="fc",
     classifier_key="fc.weight",
-    tiny=dict(widths=(16, 32, 48, 64), depths=(2, 1, 1, 1), num_classes=10),
-    fixture="eurosat_balanced",
-    fixture_kwargs=lambda meta: from_official(meta["kwargs"]),
-    fixture_features={f"feat/stage{i + 1}": f"P{i}" for i in range(4)},
-    min_input_size=8,
+    testing=_base.Testing(tiny=dict(widths=(16, 32, 48, 64), depths=(2, 1, 1, 1), num_classes=10), min_input_size=8),
+    reference=_base.Reference(
+        "eurosat_balanced",
+        kwargs=lambda meta: from_official(meta["kwargs"]),
+        features={f"feat/stage{i + 1}": f"P{i}" for i in range(4)},
+    ),
     reparameterize=reparameterize,
 )
 

@@ -26,22 +26,13 @@ from keras_hyper.convert import mapping
 from keras_hyper.layers import DepthwiseConv2D, DropPath, LayerScale
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.glmix import MultiHeadSelfAttention, SoftClusterAttention
+from keras_hyper.layers.torch_defaults import batch_norm, torch_padding, trunc_normal
 from keras_hyper.models import _base
 
 MIXING_MODES = ("glmix", "glmix.mha_nchw", "mha_nchw", "mha")
 DOWNSAMPLE_STYLES = ("ovlp", "non_ovlp")
 TRANSITION_LAYOUTS = ("proj.norm", "norm.proj")
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 LN_EPSILON = 1e-6
-
-
-def _trunc():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
-
-
-def _batch_norm(x, name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
 
 
 def _layer_norm(x, name):
@@ -49,11 +40,9 @@ def _layer_norm(x, name):
 
 
 def _conv(x, filters, kernel, stride, name):
-    """A biased convolution; 3x3 stride-2 ones pad 1 on every side as PyTorch (Keras' "same" would pad only the
-    bottom and right of an even input)."""
-    if kernel == 3:
-        x = keras.layers.ZeroPadding2D(1, name=f"{name}-pad")(x)
-    return Conv2D(filters, kernel, strides=stride, name=name)(x)
+    """A biased strided convolution; 3x3 stride-2 ones pad 1 on every side as PyTorch, patchifying ones none."""
+    x, padding = torch_padding(x, kernel, stride, f"{name}-pad")
+    return Conv2D(filters, kernel, strides=stride, padding=padding, name=name)(x)
 
 
 def _downsample(x, index, dim, style, layout):
@@ -61,18 +50,18 @@ def _downsample(x, index, dim, style, layout):
     if index == 0:
         if style == "ovlp":  # the official deep stem; item 0 is the (unused) dual patch norm
             x = _conv(x, dim // 2, 3, 2, f"{prefix}-1")
-            x = _batch_norm(x, f"{prefix}-2")
+            x = batch_norm(f"{prefix}-2")(x)
             x = keras.layers.Activation("gelu", name=f"{prefix}-3")(x)
             x = _conv(x, dim, 3, 2, f"{prefix}-4")
-            return _batch_norm(x, f"{prefix}-5")
+            return batch_norm(f"{prefix}-5")(x)
         x = _conv(x, dim, 4, 4, f"{prefix}-0")
-        return _batch_norm(x, f"{prefix}-1")
+        return batch_norm(f"{prefix}-1")(x)
     kernel = 3 if style == "ovlp" else 2
     if layout == "norm.proj":
-        x = _batch_norm(x, f"{prefix}-0")
+        x = batch_norm(f"{prefix}-0")(x)
         return _conv(x, dim, kernel, 2, f"{prefix}-1")
     x = _conv(x, dim, kernel, 2, f"{prefix}-0")
-    return _batch_norm(x, f"{prefix}-1")
+    return batch_norm(f"{prefix}-1")(x)
 
 
 def _residual(x, y, prefix, index, layerscale, drop_path):
@@ -129,9 +118,9 @@ def _mhsa_block(x, prefix, *, num_heads, mlp_ratio, cpe_ks, mlp_dw, ls, dp, conv
     if conv_mlp:
         y = _conv_mlp(y, f"{prefix}-mlp", hidden, mlp_dw)
     else:
-        y = keras.layers.Dense(hidden, kernel_initializer=_trunc(), name=f"{prefix}-mlp-0")(y)
+        y = keras.layers.Dense(hidden, kernel_initializer=trunc_normal(), name=f"{prefix}-mlp-0")(y)
         y = keras.layers.Activation("gelu", name=f"{prefix}-mlp-1")(y)
-        y = keras.layers.Dense(dim, kernel_initializer=_trunc(), name=f"{prefix}-mlp-2")(y)
+        y = keras.layers.Dense(dim, kernel_initializer=trunc_normal(), name=f"{prefix}-mlp-2")(y)
     return _residual(x, y, prefix, 2, ls, dp)
 
 
@@ -231,13 +220,13 @@ def glnet(
         if stage < 3:
             features[f"P{stage + 2}"] = x
     # the deepest feature is what the head pools (and `include_top=False` returned): the last stage normalised
-    features["P5"] = _batch_norm(x, "norm")
+    features["P5"] = batch_norm("norm")(x)
 
     def head(x, num_classes):
         logits = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        logits = keras.layers.Dense(num_classes, kernel_initializer=_trunc(), name="head")(logits)
+        logits = keras.layers.Dense(num_classes, kernel_initializer=trunc_normal(), name="head")(logits)
         if token_labeling:
-            aux = keras.layers.Dense(num_classes, kernel_initializer=_trunc(), name="tklb_aux_head")(x)
+            aux = keras.layers.Dense(num_classes, kernel_initializer=trunc_normal(), name="tklb_aux_head")(x)
             aux = keras.layers.GlobalMaxPooling2D(name="tklb_aux_max")(aux)
             aux = keras.layers.Rescaling(0.5, name="tklb_aux_scale")(aux)
             logits = keras.layers.Add(name="tklb_add")([logits, aux])
@@ -412,28 +401,32 @@ ARCH = _base.Architecture(
     source="https://github.com/rayleizhu/GLMix",
     classifier="head",
     classifier_key="head.weight",
-    # Every block kind, cpe, mlp_dw and layer scale, one block per stage (the fixture covers the alternating
-    # stage and the official 5x5 local kernel); at 32 px the last stage is 1x1. One width and a 3x3 local kernel:
-    # JAX runs the harness eagerly, compiling every operation (and every depthwise tap) once per shape.
-    tiny=dict(
-        depth=(1, 1, 1, 1),
-        embed_dim=(16, 16, 16, 16),
-        head_dim=8,
-        mlp_ratios=(2, 2, 2, 2),
-        mixing_modes=("glmix", "glmix", "mha_nchw", "mha"),
-        local_dw_ks=3,
-        num_slots=4,
-        cpe_ks=3,
-        downsample_style="ovlp",
-        transition_layout="proj.norm",
-        mlp_dw=True,
-        layerscale=1e-4,
-        num_classes=10,
+    testing=_base.Testing(
+        # Every block kind, cpe, mlp_dw and layer scale, one block per stage (the fixture covers the alternating
+        # stage and the official 5x5 local kernel); at 32 px the last stage is 1x1. One width and a 3x3 local kernel:
+        # JAX runs the harness eagerly, compiling every operation (and every depthwise tap) once per shape.
+        tiny=dict(
+            depth=(1, 1, 1, 1),
+            embed_dim=(16, 16, 16, 16),
+            head_dim=8,
+            mlp_ratios=(2, 2, 2, 2),
+            mixing_modes=("glmix", "glmix", "mha_nchw", "mha"),
+            local_dw_ks=3,
+            num_slots=4,
+            cpe_ks=3,
+            downsample_style="ovlp",
+            transition_layout="proj.norm",
+            mlp_dw=True,
+            layerscale=1e-4,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    fixture="glnet",
-    min_input_size=32,
-    fixture_kwargs=fixture_kwargs,
-    fixture_features={"feat/stages.0": "P2", "feat/stages.1": "P3", "feat/stages.2": "P4", "feat/norm": "P5"},
+    reference=_base.Reference(
+        "glnet",
+        kwargs=fixture_kwargs,
+        features={"feat/stages.0": "P2", "feat/stages.1": "P3", "feat/stages.2": "P4", "feat/norm": "P5"},
+    ),
 )
 
 glnet = ARCH.builder

@@ -351,36 +351,40 @@ ARCH = _base.Architecture(
     source="https://github.com/huggingface/pytorch-image-models",
     classifier="head-fc",
     classifier_key="head.fc.weight",
-    # 32x32 input, every halo layer at a multiple of 8 so that the harness' dynamic-size check (a side of
-    # 2 * 32 + 8) works: a stride-2 halo block (4x4 blocks, 2x2 queries each) at stride 2 and a 1x1-block halo
-    # (3x3 window) at stride 8; SE and a bottleneck fill the rest.
-    tiny=dict(
-        blocks=(
-            dict(type="bottle", d=1, c=32, s=1, br=0.25, attn_layer="se"),
-            dict(type="self_attn", d=1, c=32, s=2, br=0.5),
-            (
-                dict(type="bottle", d=1, c=48, s=2, br=0.25),
-                dict(
-                    type="self_attn",
-                    d=1,
-                    c=48,
-                    s=1,
-                    br=0.5,
-                    self_attn_kwargs=dict(block_size=1, halo_size=1, num_heads=2),
+    testing=_base.Testing(
+        # 32x32 input, every halo layer at a multiple of 8 so that the harness' dynamic-size check (a side of
+        # 2 * 32 + 8) works: a stride-2 halo block (4x4 blocks, 2x2 queries each) at stride 2 and a 1x1-block halo
+        # (3x3 window) at stride 8; SE and a bottleneck fill the rest.
+        tiny=dict(
+            blocks=(
+                dict(type="bottle", d=1, c=32, s=1, br=0.25, attn_layer="se"),
+                dict(type="self_attn", d=1, c=32, s=2, br=0.5),
+                (
+                    dict(type="bottle", d=1, c=48, s=2, br=0.25),
+                    dict(
+                        type="self_attn",
+                        d=1,
+                        c=48,
+                        s=1,
+                        br=0.5,
+                        self_attn_kwargs=dict(block_size=1, halo_size=1, num_heads=2),
+                    ),
                 ),
             ),
+            stem_chs=16,
+            stem_type="3x3",
+            stem_pool="",
+            self_attn_kwargs=dict(block_size=4, halo_size=1, num_heads=2),
+            num_classes=10,
         ),
-        stem_chs=16,
-        stem_type="3x3",
-        stem_pool="",
-        self_attn_kwargs=dict(block_size=4, halo_size=1, num_heads=2),
-        num_classes=10,
+        min_input_size=32,
     ),
-    fixture="halonet",
-    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
-    min_input_size=32,
+    reference=_base.Reference(
+        "halonet",
+        kwargs=fixture_kwargs,
+        features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    ),
     interpolation="bicubic",
-    fixture_kwargs=fixture_kwargs,
 )
 
 halonet = ARCH.builder

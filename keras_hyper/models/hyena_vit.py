@@ -20,9 +20,10 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
-from keras_hyper.layers import FirstToken, GridSelfAttention, HyenaOperator2D, PositionEmbedding2D
+from keras_hyper.layers import GridSelfAttention, HyenaOperator2D, PositionEmbedding2D
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
-from keras_hyper.layers.hyena import decay_rates, positional_features
+from keras_hyper.layers.hyena import FirstToken, decay_rates, positional_features
 from keras_hyper.models import _base, _vit
 
 METHODS = ("hyena2d", "hyena2dattn")
@@ -113,9 +114,7 @@ def hyena_vit(
 
 def _checks(embed_dim, depth, num_heads, patch_size, img_size, method, directional_mode):
     """Validates the configuration; returns the per-block mixers."""
-    for arg, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads), ("img_size", img_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
+    check_positive(embed_dim=embed_dim, depth=depth, num_heads=num_heads, img_size=img_size)
     if not isinstance(patch_size, int) or patch_size < 1 or img_size % patch_size:
         raise ValueError(f"patch_size must be a positive integer dividing img_size={img_size}, got {patch_size!r}.")
     if embed_dim % num_heads:
@@ -223,19 +222,21 @@ ARCH = _base.Architecture(
     source="https://github.com/Itamarzimm/HyenaND",
     classifier="head",
     classifier_key="head.weight",
-    # img_size 96 with 8-pixel patches: Hyena filters for up to 12x12 grids, so the harness' 32x32 (4x4) and
-    # 64x72 (8x9) inputs fit; the hybrid puts attention in block 2 of 3.
-    tiny=dict(
-        embed_dim=16,
-        depth=3,
-        num_heads=2,
-        patch_size=8,
-        img_size=96,
-        method="hyena2dattn",
-        hyena_filter_order=8,
-        num_classes=10,
+    testing=_base.Testing(
+        # img_size 96 with 8-pixel patches: Hyena filters for up to 12x12 grids, so the harness' 32x32 (4x4) and
+        # 64x72 (8x9) inputs fit; the hybrid puts attention in block 2 of 3.
+        tiny=dict(
+            embed_dim=16,
+            depth=3,
+            num_heads=2,
+            patch_size=8,
+            img_size=96,
+            method="hyena2dattn",
+            hyena_filter_order=8,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     interpolation="bicubic",
 )
 

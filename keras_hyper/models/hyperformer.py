@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
-from keras_hyper.layers._args import check_positive
+from keras_hyper.layers._args import check_non_negative, check_positive, check_rate
 from keras_hyper.layers.hyperformer import (
     QUALIFIER_MODES,
     BidirectionalInteraction,
@@ -164,8 +164,7 @@ def hyperformer(
         ent_neighbor_num=ent_neighbor_num,
         rel_neighbor_num=rel_neighbor_num,
     )
-    if not isinstance(ent_qual_neighbor_num, int) or ent_qual_neighbor_num < 0:
-        raise ValueError(f"ent_qual_neighbor_num must be a non-negative integer, got {ent_qual_neighbor_num!r}.")
+    check_non_negative(ent_qual_neighbor_num=ent_qual_neighbor_num)
     if not isinstance(top_k, int) or top_k < 1 or intermediate_size % top_k:
         raise ValueError(f"top_k must be a positive divisor of intermediate_size={intermediate_size}, got {top_k!r}.")
     if conv_kernel_width * conv_kernel_height != hidden_size:
@@ -317,8 +316,7 @@ class LabelSmoothingCrossEntropy(keras.losses.Loss):
 
     def __init__(self, label_smoothing=0.9, label_offset=NUM_SPECIALS, reduction="sum_over_batch_size", name=None):
         super().__init__(reduction=reduction, name=name or "label_smoothing_cross_entropy")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
+        check_rate(label_smoothing=label_smoothing)
         self.label_smoothing = label_smoothing
         self.label_offset = label_offset
 
@@ -432,30 +430,32 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="none stated (no LICENSE file in the official repository)",
     source="https://github.com/zhiweihu1103/HKGC-HyperFormer",
-    tiny=dict(
-        num_entities=12,
-        num_relations=4,
-        hidden_size=16,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=16,
-        num_experts=4,
-        top_k=2,
-        ent_neighbor_num=2,
-        rel_neighbor_num=2,
-        ent_qual_neighbor_num=1,
-        conv_channels=3,
-        conv_kernel_size=3,
-        conv_kernel_width=4,
-        conv_kernel_height=4,
-        conv_permutations=2,
-        # no unused variables, so that the harness's fit step can move every one
-        official_unused_weights=False,
+    testing=_base.Testing(
+        tiny=dict(
+            num_entities=12,
+            num_relations=4,
+            hidden_size=16,
+            num_layers=1,
+            num_heads=2,
+            intermediate_size=16,
+            num_experts=4,
+            top_k=2,
+            ent_neighbor_num=2,
+            rel_neighbor_num=2,
+            ent_qual_neighbor_num=1,
+            conv_channels=3,
+            conv_kernel_size=3,
+            conv_kernel_width=4,
+            conv_kernel_height=4,
+            conv_permutations=2,
+            # no unused variables, so that the harness's fit step can move every one
+            official_unused_weights=False,
+        ),
+        # InteractE's bn0 scale reaches the loss only through a bias-free convolution followed by the training-mode
+        # bn1, which normalises any per-map scale away while bn0's shift is still zero: its first gradient is zero up
+        # to BatchNorm's epsilon (the official architecture; the weight matters at inference)
+        zero_grad_at_init=("interaction/conv/bn0/gamma",),
     ),
     example_inputs=_tiny_inputs,
     kind="knowledge graph",
-    # InteractE's bn0 scale reaches the loss only through a bias-free convolution followed by the training-mode
-    # bn1, which normalises any per-map scale away while bn0's shift is still zero: its first gradient is zero up
-    # to BatchNorm's epsilon (the official architecture; the weight matters at inference)
-    zero_grad_at_init=("interaction/conv/bn0/gamma",),
 )

@@ -17,29 +17,19 @@ import keras
 from keras_hyper.convert import mapping
 from keras_hyper.layers import DropPath, InceptionDepthwiseConv2D, LayerScale
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import batch_norm, trunc_normal
 from keras_hyper.models import _base, _fusion
-
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
-
-
-def _dense_init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
-
-
-def _batch_norm(name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 def _block(x, prefix, *, mlp_ratio, mixer_kwargs, ls_init_value, drop_path):
     dim = x.shape[-1]
     shortcut = x
     x = InceptionDepthwiseConv2D(**mixer_kwargs, name=f"{prefix}-token_mixer")(x)
-    x = _batch_norm(f"{prefix}-norm")(x)
+    x = batch_norm(f"{prefix}-norm")(x)
     # A 1x1 convolution is a matmul over channels; Dense runs it as one on every backend.
-    x = keras.layers.Dense(int(mlp_ratio * dim), kernel_initializer=_dense_init(), name=f"{prefix}-mlp-fc1")(x)
+    x = keras.layers.Dense(int(mlp_ratio * dim), kernel_initializer=trunc_normal(), name=f"{prefix}-mlp-fc1")(x)
     x = keras.layers.Activation("gelu", name=f"{prefix}-mlp-act")(x)
-    x = keras.layers.Dense(dim, kernel_initializer=_dense_init(), name=f"{prefix}-mlp-fc2")(x)
+    x = keras.layers.Dense(dim, kernel_initializer=trunc_normal(), name=f"{prefix}-mlp-fc2")(x)
     if ls_init_value:
         x = LayerScale(ls_init_value, name=f"{prefix}-gamma")(x)
     if drop_path > 0.0:
@@ -90,16 +80,16 @@ def inceptionnext(
         square_kernel_size=square_kernel_size, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio
     )
 
-    x = Conv2D(dims[0], 4, strides=4, kernel_initializer=_dense_init(), name="stem-0")(x)
-    x = _batch_norm("stem-1")(x)
+    x = Conv2D(dims[0], 4, strides=4, kernel_initializer=trunc_normal(), name="stem-0")(x)
+    x = batch_norm("stem-1")(x)
 
     features = {}
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     block = 0
     for i, (depth, dim) in enumerate(zip(depths, dims)):
         if i > 0:
-            x = _batch_norm(f"stages-{i}-downsample-0")(x)
-            x = Conv2D(dim, 2, strides=2, kernel_initializer=_dense_init(), name=f"stages-{i}-downsample-1")(x)
+            x = batch_norm(f"stages-{i}-downsample-0")(x)
+            x = Conv2D(dim, 2, strides=2, kernel_initializer=trunc_normal(), name=f"stages-{i}-downsample-1")(x)
         for j in range(depth):
             x = _block(
                 x,
@@ -114,12 +104,12 @@ def inceptionnext(
 
     def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="head-global_pool")(x)
-        x = keras.layers.Dense(int(head_mlp_ratio * dims[-1]), kernel_initializer=_dense_init(), name="head-fc1")(x)
+        x = keras.layers.Dense(int(head_mlp_ratio * dims[-1]), kernel_initializer=trunc_normal(), name="head-fc1")(x)
         x = keras.layers.Activation("gelu", name="head-act")(x)
         x = keras.layers.LayerNormalization(epsilon=1e-6, name="head-norm")(x)
         if drop_rate:
             x = keras.layers.Dropout(drop_rate, name="head-drop")(x)
-        return keras.layers.Dense(num_classes, kernel_initializer=_dense_init(), name="head-fc2")(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=trunc_normal(), name="head-fc2")(x)
 
     return _base.Network(features, head)
 
@@ -260,10 +250,14 @@ ARCH = _base.Architecture(
     source="https://github.com/sail-sg/inceptionnext",
     classifier="head-fc2",
     classifier_key="head.fc2.weight",
-    tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), band_kernel_size=7, branch_ratio=0.25, num_classes=10),
-    fixture="inceptionnext",
-    fixture_kwargs=lambda meta: from_official(meta["kwargs"]),
-    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    testing=_base.Testing(
+        tiny=dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), band_kernel_size=7, branch_ratio=0.25, num_classes=10),
+    ),
+    reference=_base.Reference(
+        "inceptionnext",
+        kwargs=lambda meta: from_official(meta["kwargs"]),
+        features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    ),
     reparameterize=reparameterize,
 )
 

@@ -19,18 +19,13 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
-from keras_hyper.layers._args import check_positive
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.hypergraph import HGNNConv, HGNNPlusConv
+from keras_hyper.layers.torch_defaults import BN_EPSILON
 from keras_hyper.models import _base
 from keras_hyper.ops.hypergraph import incidence_matrix
 
 CONVS = {"hgnn": HGNNConv, "hgnnp": HGNNPlusConv}
-BN_EPSILON = 1e-5
-
-
-def _check_rate(drop_rate):
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
 
 
 def _head(x, classifier_activation):
@@ -71,7 +66,7 @@ def hgnn(
         A `keras.Model` taking `[features (B, N, in_channels), incidence (B, N, E) | (B, M, 2)]`.
     """
     check_positive(in_channels=in_channels, num_classes=num_classes, hid_channels=hid_channels)
-    _check_rate(drop_rate)
+    check_rate(drop_rate=drop_rate)
     if conv not in CONVS:
         raise ValueError(f"conv must be one of {sorted(CONVS)}, got {conv!r}.")
     features = keras.Input((num_vertices, in_channels), name="features")
@@ -108,7 +103,7 @@ def lighthgnn_mlp(
     Args as `hgnn`; `hid_channels` official: 128. BatchNorm follows the ReLU, as in the official student.
     """
     check_positive(in_channels=in_channels, num_classes=num_classes, hid_channels=hid_channels)
-    _check_rate(drop_rate)
+    check_rate(drop_rate=drop_rate)
     features = keras.Input((num_vertices, in_channels), name="features")
     x = keras.layers.Dense(hid_channels, name="layer0-linear")(features)
     x = keras.layers.ReLU(name="layer0-act")(x)
@@ -240,8 +235,10 @@ ARCH = _base.Architecture(
     variants=TEACHER_VARIANTS,
     license="Apache-2.0",
     source=_SOURCE,
-    # BN on, so that the harness trains and round-trips every layer kind the builder has
-    tiny=dict(in_channels=10, num_classes=4, hid_channels=8, use_bn=True),
+    testing=_base.Testing(
+        # BN on, so that the harness trains and round-trips every layer kind the builder has
+        tiny=dict(in_channels=10, num_classes=4, hid_channels=8, use_bn=True),
+    ),
     example_inputs=_graph_inputs,
     kind="hypergraph",
     sample_inputs=_sample_graph,
@@ -255,8 +252,10 @@ STUDENT_ARCH = _base.Architecture(
     variants=STUDENT_VARIANTS,
     license="Apache-2.0",
     source=_SOURCE,
-    # a fixed vertex count: LiteRT export needs static shapes apart from the batch
-    tiny=dict(in_channels=10, num_classes=4, hid_channels=16, num_vertices=14),
+    testing=_base.Testing(
+        # a fixed vertex count: LiteRT export needs static shapes apart from the batch
+        tiny=dict(in_channels=10, num_classes=4, hid_channels=16, num_vertices=14),
+    ),
     example_inputs=_vertex_inputs,
     kind="vertex features (graph-free MLP)",
     sample_inputs=_sample_vertices,

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.hypernetwork import PARAMETRIZATIONS, HyperNetwork
 from keras_hyper.models import _base
@@ -181,8 +182,7 @@ def _hyper_inputs(hyperparameters):
                 raise ValueError(f"hyperparameters[{key!r}] must be a shape of positive integers, got {shape!r}.")
             inputs[key] = keras.Input(shape, name=key)
         return inputs
-    if not isinstance(hyperparameters, int) or isinstance(hyperparameters, bool) or hyperparameters < 1:
-        raise ValueError(f"num_hyperparameters must be a positive integer, got {hyperparameters!r}.")
+    check_positive(num_hyperparameters=hyperparameters)
     return keras.Input((hyperparameters,), name="hyperparameters")
 
 
@@ -477,9 +477,11 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="Apache-2.0",
     source="https://github.com/JJGO/hyperlight",
-    # the fixture's shrunk ConvNet
-    tiny=dict(channels=(4, 8, 8, 8), hidden_sizes=(16, 32), num_hyperparameters=1),
-    min_input_size=min_size((5, 3, 3, 3), (2, 3)),
+    testing=_base.Testing(
+        # the fixture's shrunk ConvNet
+        tiny=dict(channels=(4, 8, 8, 8), hidden_sizes=(16, 32), num_hyperparameters=1),
+        min_input_size=min_size((5, 3, 3, 3), (2, 3)),
+    ),
     mean=(0.0,),
     std=(1.0,),
     example_inputs=_inputs,

@@ -18,50 +18,34 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import batch_norm, torch_padding
 from keras_hyper.models import _base, _fusion
 
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 BLOCKS = ("conv", "max", "hybrid")
 EXPANSION = 4
 STEM_WIDTH = 64
-
-
-def _batch_norm(name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 def _relu(name):
     return keras.layers.ReLU(name=name)
 
 
-def _conv(filters, kernel_size, stride, name):
-    """PyTorch's `Conv2d(k, stride, padding=k // 2, bias=False)`."""
+def _conv(x, filters, kernel_size, stride, name):
+    """PyTorch's `Conv2d(k, stride, padding=k // 2, bias=False)` (odd k)."""
     conv = dict(use_bias=False, kernel_initializer="he_normal")
     if kernel_size == 1 and stride == 1:
         # a 1x1 convolution is a matmul over channels; Dense runs it as one on every backend
-        return [keras.layers.Dense(filters, name=name, **conv)]
-    if stride == 1:
-        return [Conv2D(filters, kernel_size, padding="same", name=name, **conv)]
-    # 'same' would pad (k - s) // 2 before and the rest after on even sizes; PyTorch pads k // 2 on both sides
-    layers = [keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")] if kernel_size > 1 else []
-    return layers + [Conv2D(filters, kernel_size, strides=stride, name=name, **conv)]
-
-
-def _apply(x, layers):
-    for layer in layers:
-        x = layer(x)
-    return x
+        return keras.layers.Dense(filters, name=name, **conv)(x)
+    x, padding = torch_padding(x, kernel_size, stride, f"{name}_pad")
+    return Conv2D(filters, kernel_size, strides=stride, padding=padding, name=name, **conv)(x)
 
 
 def _max_pool(x, stride, name):
     """PyTorch's `MaxPool2d(3, stride, padding=1)` on a non-negative (post-ReLU) input."""
-    if stride == 1:
-        return keras.layers.MaxPooling2D(3, strides=1, padding="same", name=name)(x)
     # PyTorch pads with -inf on both sides; after a ReLU a zero border never wins a maximum that a real input
-    # could not, so zero padding + 'valid' is exact (and 'same' would shift the windows on even sizes)
-    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    return keras.layers.MaxPooling2D(3, strides=stride, name=name)(x)
+    # could not, so zero padding + 'valid' is exact at stride 2 (and 'same' would shift the windows on even sizes)
+    x, padding = torch_padding(x, 3, stride, f"{name}_pad")
+    return keras.layers.MaxPooling2D(3, strides=stride, padding=padding, name=name)(x)
 
 
 def _spatial(x, prefix, block, stride):
@@ -73,22 +57,22 @@ def _spatial(x, prefix, block, stride):
         x = keras.layers.AveragePooling2D(2, strides=2, name=f"{prefix}-0")(x)
         prefix = f"{prefix}-1"
         stride = 1
-    x = _apply(x, _conv(width, 3, stride, f"{prefix}-0"))
-    x = _batch_norm(f"{prefix}-1")(x)
+    x = _conv(x, width, 3, stride, f"{prefix}-0")
+    x = batch_norm(f"{prefix}-1")(x)
     return _relu(f"{prefix}-2")(x)
 
 
 def _bottleneck(x, prefix, *, planes, stride, block):
     shortcut = x
-    x = _apply(x, _conv(planes, 1, 1, f"{prefix}-reduction_block-0"))
-    x = _batch_norm(f"{prefix}-reduction_block-1")(x)
+    x = _conv(x, planes, 1, 1, f"{prefix}-reduction_block-0")
+    x = batch_norm(f"{prefix}-reduction_block-1")(x)
     x = _relu(f"{prefix}-reduction_block-2")(x)
     x = _spatial(x, f"{prefix}-conv_block", block, stride)
-    x = _apply(x, _conv(planes * EXPANSION, 1, 1, f"{prefix}-expansion_block-0"))
-    x = _batch_norm(f"{prefix}-expansion_block-1")(x)
+    x = _conv(x, planes * EXPANSION, 1, 1, f"{prefix}-expansion_block-0")
+    x = batch_norm(f"{prefix}-expansion_block-1")(x)
     if stride != 1 or shortcut.shape[-1] != planes * EXPANSION:
-        shortcut = _apply(shortcut, _conv(planes * EXPANSION, 1, stride, f"{prefix}-downsample-0"))
-        shortcut = _batch_norm(f"{prefix}-downsample-1")(shortcut)
+        shortcut = _conv(shortcut, planes * EXPANSION, 1, stride, f"{prefix}-downsample-0")
+        shortcut = batch_norm(f"{prefix}-downsample-1")(shortcut)
     x = keras.layers.Add(name=f"{prefix}-add")([x, shortcut])
     return _relu(f"{prefix}-relu")(x)
 
@@ -117,8 +101,8 @@ def pflayer(x, block="max", depths=(3, 4, 6, 3), width_mult=1.0):
                 raise ValueError(
                     f"block='hybrid' needs input height and width divisible by 32, got {tuple(x.shape[1:3])}."
                 )
-    x = _apply(x, _conv(STEM_WIDTH, 7, 2, "conv1-0"))
-    x = _batch_norm("conv1-1")(x)
+    x = _conv(x, STEM_WIDTH, 7, 2, "conv1-0")
+    x = batch_norm("conv1-1")(x)
     x = _relu("conv1-2")(x)
     x = _max_pool(x, 2, "maxpool")
     features = {}
@@ -238,10 +222,12 @@ ARCH = _base.Architecture(
     source="https://github.com/naver-ai/PfLayer",
     classifier="fc",
     classifier_key="fc.weight",
-    tiny=dict(block="max", depths=(1, 2, 1, 1), width_mult=0.25, num_classes=10),
-    fixture="pflayer",
-    fixture_kwargs=_fixture_kwargs,
-    fixture_features={f"feat/layer{i + 1}": f"P{i + 2}" for i in range(4)},
+    testing=_base.Testing(tiny=dict(block="max", depths=(1, 2, 1, 1), width_mult=0.25, num_classes=10)),
+    reference=_base.Reference(
+        "pflayer",
+        kwargs=_fixture_kwargs,
+        features={f"feat/layer{i + 1}": f"P{i + 2}" for i in range(4)},
+    ),
     interpolation="bilinear",
     reparameterize=reparameterize,
 )

@@ -24,7 +24,9 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import EffLayer, GridSelfAttention, PositionEmbedding2D
+from keras_hyper.layers._args import check_rate
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import torch_padding
 from keras_hyper.models import _base, _vit
 
 ATTN_TYPES = ("max", "attn")
@@ -48,11 +50,6 @@ def _mixers(depth, attn_type):
 def _head(x, num_classes):
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     return keras.layers.Dense(num_classes, kernel_initializer=_vit.dense_init(), name="head")(x)
-
-
-def _check_rate(drop_path_rate):
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
 
 
 def pflayer_vit(
@@ -157,10 +154,9 @@ def pflayer_pit(
             block += 1
         if s < len(depths) - 1:
             features[_base.feature_key(stride * 2**s)] = x
-            # PyTorch pads 1 on both sides; 'same' would pad only after on even grids
-            x = keras.layers.ZeroPadding2D(1, name=f"pools-{s}-pad")(x)
+            x, padding = torch_padding(x, 3, 2, f"pools-{s}-pad")
             x = keras.layers.DepthwiseConv2D(
-                3, strides=2, depth_multiplier=dims[s + 1] // dims[s], name=f"pools-{s}-conv"
+                3, strides=2, padding=padding, depth_multiplier=dims[s + 1] // dims[s], name=f"pools-{s}-conv"
             )(x)
     features[_base.feature_key(stride * 2 ** (len(depths) - 1))] = _vit.layer_norm("norm")(x)
     return _base.Network(features, _head)
@@ -179,7 +175,7 @@ def _pit_dims(base_dims, depths, heads, drop_path_rate, img_size, patch_size):
         # the pooling is a grouped convolution with one group per input channel
         if dim % prev:
             raise ValueError(f"Each stage's channels must be a multiple of the previous stage's, got {dims}.")
-    _check_rate(drop_path_rate)
+    check_rate(drop_path_rate=drop_path_rate)
     if img_size < patch_size:
         raise ValueError(f"img_size={img_size} is smaller than patch_size={patch_size}.")
     return dims
@@ -302,7 +298,9 @@ VIT_ARCH = _base.Architecture(
     source=_SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(patch_size=16, embed_dim=24, depth=2, num_heads=2, mlp_ratio=2.0, img_size=32, num_classes=10),
+    testing=_base.Testing(
+        tiny=dict(patch_size=16, embed_dim=24, depth=2, num_heads=2, mlp_ratio=2.0, img_size=32, num_classes=10),
+    ),
 )
 
 PIT_ARCH = _base.Architecture(
@@ -318,7 +316,9 @@ PIT_ARCH = _base.Architecture(
     source=_SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(base_dims=(8, 8), depths=(2, 2), heads=(2, 4), mlp_ratio=2.0, img_size=32, num_classes=10),
+    testing=_base.Testing(
+        tiny=dict(base_dims=(8, 8), depths=(2, 2), heads=(2, 4), mlp_ratio=2.0, img_size=32, num_classes=10),
+    ),
 )
 
 ARCHITECTURES = (VIT_ARCH, PIT_ARCH)

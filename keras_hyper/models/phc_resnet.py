@@ -22,12 +22,12 @@ import numpy as np
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import PHConv2D, PrependZeroChannels
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.hypercomplex import factors_from_torch
 from keras_hyper.layers.pooling import TopLeftAveragePooling2D
+from keras_hyper.layers.torch_defaults import batch_norm
 from keras_hyper.models import _base
 
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 BLOCKS = {"basic": 1, "bottleneck": 4}  # block kind -> channel expansion of its output
 HEAD_POOLINGS = ("official", "global")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the official CIFAR-10 normalisation (utils/dataloaders.py)
@@ -41,23 +41,19 @@ def _conv(x, filters, kernel, strides, n, name):
     return PHConv2D(filters, kernel, n=n, strides=strides, padding=(kernel - 1) // 2, name=name)(x)
 
 
-def _batch_norm(x, name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
-
-
 def _block(x, prefix, *, kind, width, strides, n):
     expansion = BLOCKS[kind]
     shortcut = x
     if strides != 1 or x.shape[-1] != width * expansion:
         shortcut = _conv(x, width * expansion, 1, strides, n, f"{prefix}-shortcut-0")
-        shortcut = _batch_norm(shortcut, f"{prefix}-shortcut-1")
+        shortcut = batch_norm(f"{prefix}-shortcut-1")(shortcut)
     if kind == "basic":
         convs = ((width, 3, strides), (width, 3, 1))
     else:
         convs = ((width, 1, 1), (width, 3, strides), (width * expansion, 1, 1))
     for index, (filters, kernel, stride) in enumerate(convs, start=1):
         x = _conv(x, filters, kernel, stride, n, f"{prefix}-conv{index}")
-        x = _batch_norm(x, f"{prefix}-bn{index}")
+        x = batch_norm(f"{prefix}-bn{index}")(x)
         if index < len(convs):
             x = keras.layers.ReLU(name=f"{prefix}-relu{index}")(x)
     x = keras.layers.Add(name=f"{prefix}-add")([x, shortcut])
@@ -95,7 +91,7 @@ def phc_resnet(x, block="basic", depths=(2, 2, 2, 2), widths=(64, 128, 256, 512)
     if channels % n:
         x = PrependZeroChannels(-channels % n, name="zero_channels")(x)
     x = _conv(x, widths[0], 3, 1, n, "conv1")
-    x = _batch_norm(x, "bn1")
+    x = batch_norm("bn1")(x)
     x = keras.layers.ReLU(name="relu")(x)
     features = {}
     for stage, (depth, width) in enumerate(zip(depths, widths)):
@@ -120,8 +116,7 @@ def _check(block, depths, widths, n, head_pooling):
     depths, widths = tuple(depths), tuple(widths)
     if len(depths) != 4 or any(not isinstance(d, int) or d < 1 for d in depths):
         raise ValueError(f"depths must be four positive integers, got {depths}.")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (the algebra dimension) must be a positive integer, got {n!r}.")
+    check_positive(**{"n (the algebra dimension)": n})
     if len(widths) != 4 or any(not isinstance(w, int) or w < 1 or w % n for w in widths):
         raise ValueError(f"widths must be four positive multiples of n={n}, got {widths}.")
     if head_pooling not in HEAD_POOLINGS:
@@ -205,12 +200,16 @@ ARCH = _base.Architecture(
     source="https://github.com/eleGAN23/HyperNets",
     classifier="linear",
     classifier_key="linear.weight",
-    tiny=dict(block="basic", depths=(1, 1, 1, 1), widths=(8, 16, 16, 32), n=4, num_classes=10),
-    fixture="phc",
-    fixture_kwargs=fixture_kwargs,
-    fixture_cases=("tiny", "tiny_bottleneck"),
-    fixture_features={f"feat/layer{i + 1}": f"P{i}" for i in range(4)},
-    min_input_size=8,
+    testing=_base.Testing(
+        tiny=dict(block="basic", depths=(1, 1, 1, 1), widths=(8, 16, 16, 32), n=4, num_classes=10),
+        min_input_size=8,
+    ),
+    reference=_base.Reference(
+        "phc",
+        kwargs=fixture_kwargs,
+        cases=("tiny", "tiny_bottleneck"),
+        features={f"feat/layer{i + 1}": f"P{i}" for i in range(4)},
+    ),
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     interpolation="bilinear",

@@ -17,12 +17,11 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
-from keras_hyper.layers import PHConv2D, PHMDense, PrependZeroChannels
+from keras_hyper.layers import PHConv2D, PHMDense, PrependZeroChannels, torch_defaults
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.hypercomplex import factors_from_torch
 from keras_hyper.models import _base
 
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the official CIFAR-10 normalisation (utils/dataloaders.py)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 POOLS = 5  # the official classifier reads a 1x1 map at 32x32
@@ -82,7 +81,7 @@ def phc_vgg(x, config=CONFIGS["vgg16"], batch_norm=True, hidden_units=512, n=4, 
         x = PHConv2D(value, 3, n=n, padding=1, name=f"features-{index}")(x)
         index += 1
         if batch_norm:
-            x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"features-{index}")(x)
+            x = torch_defaults.batch_norm(f"features-{index}")(x)
             index += 1
         x = keras.layers.ReLU(name=f"features-{index}")(x)
         index += 1
@@ -102,8 +101,7 @@ def phc_vgg(x, config=CONFIGS["vgg16"], batch_norm=True, hidden_units=512, n=4, 
 
 def _check(config, hidden_units, n, dropout):
     config = tuple(config)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (the algebra dimension) must be a positive integer, got {n!r}.")
+    check_positive(**{"n (the algebra dimension)": n})
     widths = [v for v in config if v != "M"]
     if (
         not widths
@@ -118,8 +116,7 @@ def _check(config, hidden_units, n, dropout):
         raise ValueError(f"config must start with a convolution, got {config}.")
     if not isinstance(hidden_units, int) or hidden_units < 1 or hidden_units % n:
         raise ValueError(f"hidden_units must be a positive multiple of n={n}, got {hidden_units!r}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    check_rate(dropout=dropout)
     return config
 
 
@@ -200,12 +197,16 @@ ARCH = _base.Architecture(
     source="https://github.com/eleGAN23/HyperNets",
     classifier="classifier-6",
     classifier_key="classifier.6.weight",
-    tiny=dict(config=(8, "M", 16, "M", 16, "M", 32, "M", 32, "M"), hidden_units=32, n=4, num_classes=10),
-    fixture="phc",
-    fixture_kwargs=fixture_kwargs,
-    fixture_cases=("tiny_vgg",),
-    fixture_features={"feat/features": "P5"},
-    min_input_size=32,
+    testing=_base.Testing(
+        tiny=dict(config=(8, "M", 16, "M", 16, "M", 32, "M", 32, "M"), hidden_units=32, n=4, num_classes=10),
+        min_input_size=32,
+    ),
+    reference=_base.Reference(
+        "phc",
+        kwargs=fixture_kwargs,
+        cases=("tiny_vgg",),
+        features={"feat/features": "P5"},
+    ),
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     interpolation="bilinear",

@@ -269,14 +269,15 @@ ARCH = _base.Architecture(
     classifier="fc",
     # the head's weight `fc.z` is (features, classes); its bias has the classes first, as the registry expects
     classifier_key="fc.bias",
-    tiny=dict(channel_dims=(4, 8, 8), depths=(1, 1, 1), num_classes=10),
-    fixture="poincare_resnet",
-    min_input_size=32,
+    testing=_base.Testing(tiny=dict(channel_dims=(4, 8, 8), depths=(1, 1, 1), num_classes=10), min_input_size=32),
+    reference=_base.Reference(
+        "poincare_resnet",
+        kwargs=fixture_kwargs,
+        features={f"feat/group{i + 1}": f"P{i}" for i in range(3)},
+    ),
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     interpolation="bilinear",
-    fixture_kwargs=fixture_kwargs,
-    fixture_features={f"feat/group{i + 1}": f"P{i}" for i in range(3)},
 )
 
 poincare_resnet = ARCH.builder

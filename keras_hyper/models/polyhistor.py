@@ -27,15 +27,16 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.polyhistor import PolyhistorAdapters
+from keras_hyper.layers.torch_defaults import BN_EPSILON, trunc_normal
 from keras_hyper.layers.window_attention import PatchMerging2x2, WindowSoftmaxAttention
 from keras_hyper.models import _base
 
 ADAPTERS = (None, "polyhistor", "lite")
 PASCAL_CONTEXT_TASKS = {"semseg": 21, "human_parts": 7, "saliency": 1, "normals": 3}
 LN_EPSILON = 1e-5
-_TRUNC = keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 class _Backbone:
@@ -56,7 +57,7 @@ class _Backbone:
         return self._get(
             name,
             lambda n: keras.layers.Dense(
-                units, use_bias=use_bias, kernel_initializer=_TRUNC, trainable=self.trainable, name=n
+                units, use_bias=use_bias, kernel_initializer=trunc_normal(), trainable=self.trainable, name=n
             ),
         )
 
@@ -120,7 +121,7 @@ def _head(features, task, channels, head_dim, patch_size):
         maps.append(f)
     x = keras.layers.Concatenate(name=f"{prefix}-cat")(maps) if len(maps) > 1 else maps[0]
     x = Conv2D(head_dim, 3, padding="same", use_bias=False, name=f"{prefix}-fuse-conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=1e-5, name=f"{prefix}-fuse-bn")(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}-fuse-bn")(x)
     x = keras.layers.ReLU(name=f"{prefix}-fuse-act")(x)
     x = keras.layers.Dense(channels, name=f"{prefix}-out")(x)
     x = keras.layers.UpSampling2D(patch_size, interpolation="bilinear", name=f"{prefix}-resize")(x)
@@ -199,8 +200,7 @@ def polyhistor(
                 f"Stage {i} has a {res}x{res} map at img_size={img_size}, not a whole number of {window_size}x"
                 f"{window_size} windows; choose img_size or window_size so that it is."
             )
-    if not isinstance(head_dim, int) or head_dim < 1:
-        raise ValueError(f"head_dim must be a positive integer, got {head_dim!r}.")
+    check_positive(head_dim=head_dim)
 
     inputs = x = _base.image_input(input_tensor, input_shape, default_size=img_size, min_size=max(32, stride))
     if tuple(inputs.shape[1:3]) != (img_size, img_size):
@@ -304,21 +304,23 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="none (no official code or weights published)",
     source="https://arxiv.org/abs/2210.03265",
-    # every path at 32 px: shifted 4x4 windows on the 8x8 map, patch merging, a global stage (4x4); adapters not
-    # zero-initialised so that one fit step reaches every hypernetwork weight
-    tiny=dict(
-        tasks={"semseg": 5, "saliency": 1},
-        adapter="polyhistor",
-        img_size=32,
-        embed_dim=16,
-        depths=(2, 1),
-        num_heads=(1, 2),
-        window_size=4,
-        mlp_ratio=2.0,
-        rank=2,
-        embedding_dim=8,
-        zero_init_adapters=False,
-        head_dim=8,
+    testing=_base.Testing(
+        # every path at 32 px: shifted 4x4 windows on the 8x8 map, patch merging, a global stage (4x4); adapters not
+        # zero-initialised so that one fit step reaches every hypernetwork weight
+        tiny=dict(
+            tasks={"semseg": 5, "saliency": 1},
+            adapter="polyhistor",
+            img_size=32,
+            embed_dim=16,
+            depths=(2, 1),
+            num_heads=(1, 2),
+            window_size=4,
+            mlp_ratio=2.0,
+            rank=2,
+            embedding_dim=8,
+            zero_init_adapters=False,
+            head_dim=8,
+        ),
     ),
     example_inputs=_example_inputs,
     kind="dense prediction",

@@ -16,6 +16,7 @@ Input `(B, H, W, C)` with H, W >= 28 (MNIST `(28, 28, 1)`, CIFAR-10 `(32, 32, 3)
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.shallow import FORMS, ResidualStack
 from keras_hyper.models import _base
@@ -54,8 +55,7 @@ def residual_cnn(x, depth=8, filters=64, kernel_size=3, activation="relu", form=
 
 
 def _validate(filters, activation, form, **_):
-    if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
-        raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+    check_positive(filters=filters)
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}.")
     try:
@@ -144,8 +144,7 @@ ARCH = _base.Architecture(
     source="https://arxiv.org/abs/2309.08414",
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(depth=3, filters=8, form="deep", num_classes=10),
-    min_input_size=28,
+    testing=_base.Testing(tiny=dict(depth=3, filters=8, form="deep", num_classes=10), min_input_size=28),
     mean=CIFAR10_MEAN,
     std=CIFAR10_STD,
     interpolation="bilinear",

@@ -131,15 +131,17 @@ ARCH = _base.Architecture(
     variants=VARIANTS,
     license="GPL-3.0 (official code; no weights published)",
     source="https://github.com/facebookresearch/SIE",
-    # the `tiny` fixture's configuration: deep hypernetwork with biases, generated 8-12-8 MLP with biases and ReLU
-    tiny=dict(
-        equivariant_size=8,
-        latent_size=4,
-        hypernetwork="deep",
-        bias_hypernet=True,
-        predictor=(12,),
-        bias_pred=True,
-        predictor_relu=True,
+    testing=_base.Testing(
+        # the `tiny` fixture's configuration: deep hypernetwork with biases, generated 8-12-8 MLP with biases and ReLU
+        tiny=dict(
+            equivariant_size=8,
+            latent_size=4,
+            hypernetwork="deep",
+            bias_hypernet=True,
+            predictor=(12,),
+            bias_pred=True,
+            predictor_relu=True,
+        ),
     ),
     # no `fixture`: harness parity is image-only; tests/models/test_sie.py checks both official cases
     example_inputs=_example_inputs,

@@ -32,6 +32,7 @@ import re
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.linear_attention import PositionEmbedding, SimplifiedLinearAttention, SoftmaxAttention
 from keras_hyper.layers.prepbn import PRepBN
@@ -63,12 +64,6 @@ OFFICIAL_SWIN = dict(
     kernel_size=5,
     attn_type="LLLL",
 )
-
-
-def _positive(**values):
-    for label, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}.")
 
 
 def slab_deit(
@@ -147,7 +142,7 @@ def slab_deit(
 
 
 def _deit_checks(img_size, patch_size, embed_dim, depth, num_heads):
-    _positive(patch_size=patch_size, embed_dim=embed_dim, depth=depth)
+    check_positive(patch_size=patch_size, embed_dim=embed_dim, depth=depth)
     if not isinstance(img_size, int) or img_size < patch_size or img_size % patch_size:
         raise ValueError(f"img_size must be a positive multiple of patch_size={patch_size}, got {img_size!r}.")
     if not isinstance(num_heads, int) or num_heads < 1 or embed_dim % num_heads:
@@ -196,7 +191,7 @@ def _swin_stages(img_size, patch_size, embed_dim, depths, num_heads, attn_type):
         raise ValueError(f"num_heads must have one entry per stage ({stages}), got {num_heads!r}.")
     if not isinstance(attn_type, str) or len(attn_type) != stages or set(attn_type) - {"L", "S"}:
         raise ValueError(f"attn_type must be {stages} letters 'L' or 'S', got {attn_type!r}.")
-    _positive(embed_dim=embed_dim, patch_size=patch_size)
+    check_positive(embed_dim=embed_dim, patch_size=patch_size)
     for i, heads in enumerate(num_heads):
         if not isinstance(heads, int) or heads < 1 or (embed_dim * 2**i) % heads:
             raise ValueError(f"num_heads[{i}]={heads!r} must be a positive integer dividing {embed_dim * 2**i}.")
@@ -264,7 +259,7 @@ def slab_swin(
     size, depths = _swin_stages(img_size, patch_size, embed_dim, depths, num_heads, attn_type)
     stages = len(depths)
     softmax_window = softmax_window or (7 if window_size <= 56 else 12)
-    _positive(window_size=window_size, softmax_window=softmax_window)
+    check_positive(window_size=window_size, softmax_window=softmax_window)
     rates = _base.drop_path_rates(drop_path_rate, sum(depths))
     prepbn = dict(total_steps=prepbn_steps, warmup=prepbn_warmup, r0=prepbn_r0)
     PRepBN(**prepbn)  # validates the schedule before anything is built
@@ -502,24 +497,28 @@ ARCH = _base.Architecture(
     source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    # r0 = 0.5: with the official r0 = 1 the first step weights RepBN by 0, so one fit step could not move it;
-    # no cls_token: no forward reads it, so no step could move it either.
-    tiny=dict(
-        img_size=32,
-        patch_size=4,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        mlp_ratio=3.0,
-        cls_token=False,
-        prepbn_r0=0.5,
-        num_classes=10,
+    testing=_base.Testing(
+        # r0 = 0.5: with the official r0 = 1 the first step weights RepBN by 0, so one fit step could not move it;
+        # no cls_token: no forward reads it, so no step could move it either.
+        tiny=dict(
+            img_size=32,
+            patch_size=4,
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            mlp_ratio=3.0,
+            cls_token=False,
+            prepbn_r0=0.5,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    fixture="slab",
-    min_input_size=32,
+    reference=_base.Reference(
+        "slab",
+        kwargs=fixture_kwargs,
+        features={"feat/norm": "P2"},
+    ),
     reparameterize=reparameterize,
-    fixture_kwargs=fixture_kwargs,
-    fixture_features={"feat/norm": "P2"},
 )
 
 _SWIN_T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=56, attn_type="LLSS")
@@ -560,22 +559,24 @@ SWIN_ARCH = _base.Architecture(
     source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    # every path at 32 px: shifted 4x4 SLA windows (16x16 map), shifted 2x2 softmax windows (8x8), two patch
-    # mergings, a global SLA stage (4x4: its window 4 covers it); the dynamic-size check's 64x72 input still
-    # tiles into these windows (32x36, 16x18) and leaves the global stage global (8x9)
-    tiny=dict(
-        img_size=32,
-        patch_size=2,
-        embed_dim=8,
-        depths=(2, 2, 1),
-        num_heads=(1, 2, 2),
-        window_size=4,
-        attn_type="LSL",
-        softmax_window=2,
-        prepbn_r0=0.5,
-        num_classes=10,
+    testing=_base.Testing(
+        # every path at 32 px: shifted 4x4 SLA windows (16x16 map), shifted 2x2 softmax windows (8x8), two patch
+        # mergings, a global SLA stage (4x4: its window 4 covers it); the dynamic-size check's 64x72 input still
+        # tiles into these windows (32x36, 16x18) and leaves the global stage global (8x9)
+        tiny=dict(
+            img_size=32,
+            patch_size=2,
+            embed_dim=8,
+            depths=(2, 2, 1),
+            num_heads=(1, 2, 2),
+            window_size=4,
+            attn_type="LSL",
+            softmax_window=2,
+            prepbn_r0=0.5,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     reparameterize=reparameterize,
 )
 

@@ -19,6 +19,7 @@ strided convolutions); logits `(B, num_classes)`.
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.cswin_attention import CrossShapedWindowAttention
 from keras_hyper.layers.prepbn import PRepBN
@@ -155,8 +156,7 @@ def _stages(img_size, embed_dim, depths, num_heads, split_sizes, la_split_sizes,
             raise ValueError(f"{label} must have one entry per stage ({stages}), got {value!r}.")
     if not isinstance(attn_type, str) or len(attn_type) != stages or set(attn_type) - {"L", "S"}:
         raise ValueError(f"attn_type must be {stages} letters 'L' or 'S', got {attn_type!r}.")
-    if not isinstance(embed_dim, int) or embed_dim < 1:
-        raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}.")
+    check_positive(embed_dim=embed_dim)
     total_stride = 4 * 2 ** (stages - 1)
     if not isinstance(img_size, int) or img_size < total_stride or img_size % total_stride:
         raise ValueError(
@@ -240,22 +240,24 @@ ARCH = _base.Architecture(
     source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    # 32 px: an 8x8 stage of softmax attention in 2-wide vertical and horizontal stripes, a merge, a global 4x4
-    # SLA stage; r0 = 0.5 and no unused scale, so that one fit step moves every variable
-    tiny=dict(
-        img_size=32,
-        embed_dim=8,
-        depths=(1, 1),
-        num_heads=(2, 2),
-        split_sizes=(2, 4),
-        la_split_sizes=(8, 4),
-        attn_type="SL",
-        mlp_ratio=2.0,
-        unused_scale=False,
-        prepbn_r0=0.5,
-        num_classes=10,
+    testing=_base.Testing(
+        # 32 px: an 8x8 stage of softmax attention in 2-wide vertical and horizontal stripes, a merge, a global 4x4
+        # SLA stage; r0 = 0.5 and no unused scale, so that one fit step moves every variable
+        tiny=dict(
+            img_size=32,
+            embed_dim=8,
+            depths=(1, 1),
+            num_heads=(2, 2),
+            split_sizes=(2, 4),
+            la_split_sizes=(8, 4),
+            attn_type="SL",
+            mlp_ratio=2.0,
+            unused_scale=False,
+            prepbn_r0=0.5,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     reparameterize=_slab.reparameterize,
 )
 

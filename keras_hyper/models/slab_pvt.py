@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.linear_attention import PositionEmbedding, SimplifiedLinearAttention
 from keras_hyper.layers.prepbn import PRepBN
@@ -106,14 +107,12 @@ def _stages(img_size, patch_size, embed_dims, num_heads, mlp_ratios, depths):
         if len(value) != stages:
             raise ValueError(f"{label} must have one entry per stage ({stages}), got {value!r}.")
     for i, (dim, heads) in enumerate(zip(embed_dims, num_heads)):
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"embed_dims[{i}] must be a positive integer, got {dim!r}.")
+        check_positive(**{f"embed_dims[{i}]": dim})
         if not isinstance(heads, int) or heads < 1 or dim % heads:
             raise ValueError(f"num_heads[{i}]={heads!r} must be a positive integer dividing embed_dims[{i}]={dim}.")
     if any(r <= 0 for r in mlp_ratios):
         raise ValueError(f"mlp_ratios must be positive, got {mlp_ratios!r}.")
-    if not isinstance(patch_size, int) or patch_size < 1:
-        raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}.")
+    check_positive(patch_size=patch_size)
     total_stride = patch_size * 2 ** (stages - 1)
     if not isinstance(img_size, int) or img_size < total_stride or img_size % total_stride:
         raise ValueError(
@@ -216,18 +215,20 @@ ARCH = _base.Architecture(
     source=_slab.SOURCE,
     classifier="head",
     classifier_key="head.weight",
-    # 32 px: stages of 8x8 and 4x4 tokens; r0 = 0.5 so that one fit step moves RepBN too
-    tiny=dict(
-        img_size=32,
-        patch_size=4,
-        embed_dims=(8, 16),
-        num_heads=(1, 2),
-        mlp_ratios=(2, 2),
-        depths=(1, 1),
-        prepbn_r0=0.5,
-        num_classes=10,
+    testing=_base.Testing(
+        # 32 px: stages of 8x8 and 4x4 tokens; r0 = 0.5 so that one fit step moves RepBN too
+        tiny=dict(
+            img_size=32,
+            patch_size=4,
+            embed_dims=(8, 16),
+            num_heads=(1, 2),
+            mlp_ratios=(2, 2),
+            depths=(1, 1),
+            prepbn_r0=0.5,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     reparameterize=_slab.reparameterize,
 )
 

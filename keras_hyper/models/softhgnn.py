@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.soft_hypergraph import (
     ClassTokenEmbedding,
     ClassTokenSelect,
@@ -84,21 +85,10 @@ def softhgnn(
                          input_shape=(16, 24, 3))
         backbone = softhgnn(features_only=True)        # {"P2": (B, 8, 8, 512)} for the default 32x32 input
     """
-    for label, value in (
-        ("patch_size", patch_size),
-        ("dim", dim),
-        ("depth", depth),
-        ("heads", heads),
-        ("dim_head", dim_head),
-        ("mlp_dim", mlp_dim),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+    check_positive(patch_size=patch_size, dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim)
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
-    for label, value in (("dropout", dropout), ("emb_dropout", emb_dropout)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{label} must be in [0, 1), got {value!r}.")
+    check_rate(dropout=dropout, emb_dropout=emb_dropout)
     for size in x.shape[1:3]:
         if size is not None and size % patch_size:
             raise ValueError(f"Input height and width must be multiples of patch_size={patch_size}, got {x.shape}.")
@@ -234,29 +224,31 @@ ARCH = _base.Architecture(
     source="https://github.com/Mengqi-Lei/SoftHGNN",
     classifier="mlp_head-1",
     classifier_key="mlp_head.1.weight",
-    # the sparse module (top-k, load-balancing loss); at the smallest input, one patch (the harness' dynamic-size
-    # check runs it on a 2x3 grid); the fixture's cases are single modules, checked by
-    # tests/layers/test_soft_hypergraph.py
-    tiny=dict(
-        patch_size=8,
-        dim=32,
-        depth=1,
-        heads=2,
-        dim_head=16,
-        mlp_dim=32,
-        dropout=0.0,
-        emb_dropout=0.0,
-        num_hyperedges=2,
-        num_edge_head=2,
-        num_dynamic_hyperedges=4,
-        top_k=2,
-        num_classes=10,
+    testing=_base.Testing(
+        # the sparse module (top-k, load-balancing loss); at the smallest input, one patch (the harness' dynamic-size
+        # check runs it on a 2x3 grid); the fixture's cases are single modules, checked by
+        # tests/layers/test_soft_hypergraph.py
+        tiny=dict(
+            patch_size=8,
+            dim=32,
+            depth=1,
+            heads=2,
+            dim_head=16,
+            mlp_dim=32,
+            dropout=0.0,
+            emb_dropout=0.0,
+            num_hyperedges=2,
+            num_edge_head=2,
+            num_dynamic_hyperedges=4,
+            top_k=2,
+            num_classes=10,
+        ),
+        min_input_size=8,
+        # At that input (one patch and the class token) locality attention, which masks each token's own entry,
+        # leaves one entry to attend to: its softmax is 1 whatever the temperature (trained on a 2x2 grid in
+        # tests/models/test_softhgnn.py).
+        zero_grad_at_init=("transformer-layers-0-0-fn/temperature",),
     ),
-    min_input_size=8,
-    # At that input (one patch and the class token) locality attention, which masks each token's own entry,
-    # leaves one entry to attend to: its softmax is 1 whatever the temperature (trained on a 2x2 grid in
-    # tests/models/test_softhgnn.py).
-    zero_grad_at_init=("transformer-layers-0-0-fn/temperature",),
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     interpolation="bilinear",

@@ -17,8 +17,6 @@ is a direct map; `layers-i` counts blocks and downsampling layers together, as t
 Input `(B, H, W, 3)` with H, W >= 32; features `(B, H/32, W/32, C_last)`; logits `(B, num_classes)`.
 """
 
-import math
-
 import keras
 import numpy as np
 
@@ -31,17 +29,13 @@ from keras_hyper.layers import (
     SqueezeExcite,
     WaveChannelAggregation,
 )
+from keras_hyper.layers._args import check_rate
 from keras_hyper.layers.conv import Conv2D
+from keras_hyper.layers.torch_defaults import batch_norm, conv_fan_out_normal, torch_padding, trunc_normal
 from keras_hyper.models import _base, _fusion
 
-BN_EPSILON = 1e-6
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
+EPSILON = 1e-6  # the official eps of every BatchNorm and of the GroupNorm(1) before each mixer
 SCALE_INIT = 1e-5
-
-
-def _conv_init(kernel, filters, groups=1):
-    """The official init of every convolution: N(0, 2 / fan_out), fan_out = k * k * filters / groups."""
-    return keras.initializers.RandomNormal(stddev=math.sqrt(2.0 * groups / (kernel * kernel * filters)))
 
 
 def _conv_norm_act(x, prefix, filters, kernel, *, stride=1, dilation=1, groups=1, act="gelu", norm=True):
@@ -49,12 +43,8 @@ def _conv_norm_act(x, prefix, filters, kernel, *, stride=1, dilation=1, groups=1
     `dilation` on each side ("same"); the strided stem convs pad 1 explicitly, since "same" would pad only
     the bottom/right of an even input."""
     channels = x.shape[-1]
-    padding = "same"
-    if stride > 1:
-        padding = "valid"
-        if kernel > stride:
-            x = keras.layers.ZeroPadding2D((kernel - 1) // 2, name=f"{prefix}-pad")(x)
-    init = _conv_init(kernel, filters, groups)
+    x, padding = torch_padding(x, kernel, stride, f"{prefix}-pad")
+    init = conv_fan_out_normal(kernel, filters, groups)  # the official init of every convolution
     if groups == channels == filters and groups > 1:
         x = DepthwiseConv2D(
             kernel,
@@ -78,7 +68,7 @@ def _conv_norm_act(x, prefix, filters, kernel, *, stride=1, dilation=1, groups=1
             name=f"{prefix}-conv",
         )(x)
     if norm:
-        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{prefix}-norm")(x)
+        x = batch_norm(f"{prefix}-norm", epsilon=EPSILON)(x)
     if act:
         x = keras.layers.Activation(act, name=f"{prefix}-act")(x)
     return x
@@ -86,7 +76,7 @@ def _conv_norm_act(x, prefix, filters, kernel, *, stride=1, dilation=1, groups=1
 
 def _dense(units, name):
     """A 1x1 convolution (bias, official N(0, 2 / fan_out) init) as one matmul over channels."""
-    return keras.layers.Dense(units, kernel_initializer=_conv_init(1, units), name=name)
+    return keras.layers.Dense(units, kernel_initializer=conv_fan_out_normal(1, units), name=name)
 
 
 def _smixer(x, prefix, *, early):
@@ -115,7 +105,7 @@ def _cmixer(x, prefix, *, expand_ratio, early):
 
 def _residual(x, prefix, index, mixer, drop_path):
     """`x + scale_i * mixer(norm_i(x))`, with stochastic depth on the branch while training."""
-    y = keras.layers.GroupNormalization(groups=1, epsilon=BN_EPSILON, name=f"{prefix}-norm_{index}")(x)
+    y = keras.layers.GroupNormalization(groups=1, epsilon=EPSILON, name=f"{prefix}-norm_{index}")(x)
     y = LayerScale(SCALE_INIT, name=f"{prefix}-scale_{index}")(mixer(y))
     if drop_path > 0.0:
         y = DropPath(drop_path, name=f"{prefix}-dropout_{index}")(y)
@@ -165,8 +155,7 @@ def spartan(
     expand_ratios = tuple(expand_ratios)
     if len(expand_ratios) != levels:
         raise ValueError(f"expand_ratios must have one entry per level ({levels}), got {expand_ratios}.")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}.")
+    check_rate(drop_path_rate=drop_path_rate)
 
     x = _conv_norm_act(x, "conv-0", init_dim // 2, 3, stride=2)
     x = _conv_norm_act(x, "conv-1", init_dim, 3, stride=2)
@@ -196,9 +185,7 @@ def spartan(
 
     def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        return keras.layers.Dense(
-            num_classes, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), name="linear"
-        )(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=trunc_normal(), name="linear")(x)
 
     return _base.Network(features, head)
 
@@ -367,17 +354,21 @@ ARCH = _base.Architecture(
     source="https://github.com/henry-pay/SpaRTAN",
     classifier="linear",
     classifier_key="linear.weight",
-    # Three levels: at the harness' 32x32 input the last level is 2x2, where FeatureDecompose has a gradient (at
-    # 1x1 a map equals its mean); the four-level fixture configuration comes from fixture_kwargs. 64 channels:
-    # an SE bottleneck of C/8 units sees nearly equal positive GELU means in every sample, so each unit starts
-    # dead for the whole batch with probability ~1/2; with 8 units one fit step updates every SE weight.
-    tiny=dict(layer_depths=(1, 1, 1), dims=(64, 64), expand_ratios=(2, 2, 2), init_dim=64, num_classes=10),
-    fixture="spartan",
-    min_input_size=32,
+    testing=_base.Testing(
+        # Three levels: at the harness' 32x32 input the last level is 2x2, where FeatureDecompose has a gradient (at
+        # 1x1 a map equals its mean); the four-level fixture configuration comes from fixture_kwargs. 64 channels:
+        # an SE bottleneck of C/8 units sees nearly equal positive GELU means in every sample, so each unit starts
+        # dead for the whole batch with probability ~1/2; with 8 units one fit step updates every SE weight.
+        tiny=dict(layer_depths=(1, 1, 1), dims=(64, 64), expand_ratios=(2, 2, 2), init_dim=64, num_classes=10),
+        min_input_size=32,
+    ),
+    reference=_base.Reference(
+        "spartan",
+        kwargs=fixture_kwargs,
+        features={"feat/layers.0": "P2", "feat/layers.2": "P3", "feat/layers.4": "P4", "feat/layers.6": "P5"},
+    ),
     interpolation="bilinear",
     reparameterize=reparameterize,
-    fixture_kwargs=fixture_kwargs,
-    fixture_features={"feat/layers.0": "P2", "feat/layers.2": "P3", "feat/layers.4": "P4", "feat/layers.6": "P5"},
 )
 
 spartan = ARCH.builder

@@ -26,6 +26,7 @@ grid, 32 for CIFAR, and are regenerated for other sizes); features `(B, H, W, 28
 import keras
 
 from keras_hyper.convert import mapping
+from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.hyperzzw import ContextKernel, GlobalContextProduct, LocalHyperConv, LocalSlowNet, SlowNet
 from keras_hyper.layers.terminator import (
     GroupedStandardization,
@@ -36,17 +37,17 @@ from keras_hyper.layers.terminator import (
     ScalarBias,
     SlowNeuralLoss,
 )
+from keras_hyper.layers.torch_defaults import kaiming_normal
 from keras_hyper.models import _base
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-KAIMING_NORMAL = keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")  # torch's kaiming_normal_
 LOCAL_LAYERS = 2  # multiplicative layers of every slow network but the global one (official configuration)
 
 
 def _linear(units, name, use_bias=True):
     """A per-pixel Linear (the official 1x1 convolutions), kaiming_normal weights and zero bias as there."""
-    return keras.layers.Dense(units, use_bias=use_bias, kernel_initializer=KAIMING_NORMAL, name=name)
+    return keras.layers.Dense(units, use_bias=use_bias, kernel_initializer=kaiming_normal(), name=name)
 
 
 def _local_branch(x, kernel, prefix, *, norm_kwargs, use_bias):
@@ -228,7 +229,7 @@ def terminator(
 
     def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        return keras.layers.Dense(num_classes, kernel_initializer=KAIMING_NORMAL, name="out_layer")(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=kaiming_normal(), name="out_layer")(x)
 
     return _base.Network({"P0": x}, head)
 
@@ -252,8 +253,7 @@ def _check(
     blocks = len(expansions)
     slow_layers = _positive_ints("slow_layers", slow_layers)
     local_kernel_sizes = _positive_ints("local_kernel_sizes", local_kernel_sizes, odd=True)
-    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
+    check_positive(in_channels=in_channels)
     pre_inputs = tuple(tuple(p) for p in pre_inputs)
     dropout_rates = tuple(dropout_rates)
     for arg, value in (("slow_layers", slow_layers), ("pre_inputs", pre_inputs), ("dropout_rates", dropout_rates)):
@@ -410,31 +410,33 @@ ARCH = _base.Architecture(
     source="https://arxiv.org/abs/2401.17948 (code: fork lalalune/Terminator @ 5d5b69f, no licence; read for facts)",
     classifier="out_layer",
     classifier_key="out_layer.weight",
-    # Two narrow blocks (3 -> 12 -> 24 channels) with small slow networks and local kernels; the second block also
-    # concatenates the first's output, as the official blocks 2-4 do with earlier ones. Hyper-kernels learned on a
-    # 2 x 2 grid (read at 32 x 32, so the resampling runs too) and omega_0 = 1: with the official 32 x 32 grid's
-    # output scaling and omega_0 = 2000 (filter weights near 1e4, which an Adam step of 1e-3 does not move in
-    # float32), the hyper interaction's six-fold products of small factors get gradients near 1e-14 on noise
-    # inputs, below Adam's epsilon. The redundant biases and the standardisation after the hyper-channel
-    # interaction are left out, since they cut the gradient of their parameters (see the builder's arguments).
-    tiny=dict(
-        expansions=(4, 2),
-        slow_layers=(2, 1),
-        pre_inputs=((), (0,)),
-        dropout_rates=(0.0, 0.05),
-        local_kernel_sizes=(3, 5, 3, 3),
-        global_hidden=8,
-        local_hidden=8,
-        channel_hidden=8,
-        interact_hidden=(4, 8),
-        norm_groups=12,
-        grid_size=2,
-        omega_0=1.0,
-        redundant_biases=False,
-        standardize_hci=False,
-        num_classes=10,
+    testing=_base.Testing(
+        # Two narrow blocks (3 -> 12 -> 24 channels) with small slow networks and local kernels; the second block also
+        # concatenates the first's output, as the official blocks 2-4 do with earlier ones. Hyper-kernels learned on a
+        # 2 x 2 grid (read at 32 x 32, so the resampling runs too) and omega_0 = 1: with the official 32 x 32 grid's
+        # output scaling and omega_0 = 2000 (filter weights near 1e4, which an Adam step of 1e-3 does not move in
+        # float32), the hyper interaction's six-fold products of small factors get gradients near 1e-14 on noise
+        # inputs, below Adam's epsilon. The redundant biases and the standardisation after the hyper-channel
+        # interaction are left out, since they cut the gradient of their parameters (see the builder's arguments).
+        tiny=dict(
+            expansions=(4, 2),
+            slow_layers=(2, 1),
+            pre_inputs=((), (0,)),
+            dropout_rates=(0.0, 0.05),
+            local_kernel_sizes=(3, 5, 3, 3),
+            global_hidden=8,
+            local_hidden=8,
+            channel_hidden=8,
+            interact_hidden=(4, 8),
+            norm_groups=12,
+            grid_size=2,
+            omega_0=1.0,
+            redundant_biases=False,
+            standardize_hci=False,
+            num_classes=10,
+        ),
+        min_input_size=32,
     ),
-    min_input_size=32,
     mean=CIFAR10_MEAN,
     std=CIFAR10_STD,
     interpolation="bilinear",

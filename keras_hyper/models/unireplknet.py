@@ -32,10 +32,9 @@ from keras_hyper.layers import (
 )
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.reparam import UNIREPLKNET_BRANCHES
+from keras_hyper.layers.torch_defaults import BN_EPSILON, BN_MOMENTUM, batch_norm, torch_padding, trunc_normal
 from keras_hyper.models import _base, _fusion
 
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1 counts the other way round.
 LN_EPSILON = 1e-6
 FFN_FACTOR = 4
 # At 32x32 the last stage is 1x1: there every dilated branch sees only its centre tap, and the BN after the
@@ -51,19 +50,11 @@ DEFAULT_KERNEL_SIZES = {(2, 2, 6, 2): _A_F_P, (2, 2, 8, 2): _N, (3, 3, 18, 3): _
 SMALL_KERNELS = (0, 1, 3, 5)
 
 
-def _init(scale=1.0):
-    return keras.initializers.TruncatedNormal(stddev=0.02 * scale)
-
-
-def _batch_norm(name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
-
-
 def _conv_norm(x, filters, name, norm_name):
-    """3x3 stride-2 convolution with PyTorch's symmetric padding 1 (Keras' 'same' pads only the far side of
-    an even input), then the official channels-first LayerNorm, i.e. a LayerNormalization over C here."""
-    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    x = Conv2D(filters, 3, strides=2, kernel_initializer=_init(), name=name)(x)
+    """3x3 stride-2 convolution with PyTorch's symmetric padding 1, then the official channels-first LayerNorm,
+    i.e. a LayerNormalization over C here."""
+    x, padding = torch_padding(x, 3, 2, f"{name}_pad")
+    x = Conv2D(filters, 3, strides=2, padding=padding, kernel_initializer=trunc_normal(), name=name)(x)
     return keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=norm_name)(x)
 
 
@@ -72,14 +63,16 @@ def _token_mixer(x, prefix, kernel_size, deploy):
         return x
     name = f"{prefix}-dwconv"
     if kernel_size == 1:  # the official 1x1 variant is a dense (groups=1) convolution
-        x = keras.layers.Dense(x.shape[-1], use_bias=deploy, kernel_initializer=_init(), name=name)(x)
+        x = keras.layers.Dense(x.shape[-1], use_bias=deploy, kernel_initializer=trunc_normal(), name=name)(x)
     elif kernel_size in (3, 5) or deploy:
-        x = DepthwiseConv2D(kernel_size, padding="same", use_bias=deploy, depthwise_initializer=_init(), name=name)(x)
+        x = DepthwiseConv2D(
+            kernel_size, padding="same", use_bias=deploy, depthwise_initializer=trunc_normal(), name=name
+        )(x)
     else:
         x = DilatedReparamConv2D(
-            kernel_size, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, kernel_initializer=_init(), name=name
+            kernel_size, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, kernel_initializer=trunc_normal(), name=name
         )(x)
-    return x if deploy else _batch_norm(f"{prefix}-norm")(x)
+    return x if deploy else batch_norm(f"{prefix}-norm")(x)
 
 
 def _block(x, prefix, *, kernel_size, layer_scale_init_value, drop_path, deploy):
@@ -87,12 +80,12 @@ def _block(x, prefix, *, kernel_size, layer_scale_init_value, drop_path, deploy)
     shortcut = x
     x = _token_mixer(x, prefix, kernel_size, deploy)
     x = SqueezeExcite(dim // 4, activation="relu", use_bias=True, name=f"{prefix}-se")(x)
-    x = keras.layers.Dense(FFN_FACTOR * dim, kernel_initializer=_init(), name=f"{prefix}-pwconv1-1")(x)
+    x = keras.layers.Dense(FFN_FACTOR * dim, kernel_initializer=trunc_normal(), name=f"{prefix}-pwconv1-1")(x)
     x = keras.layers.Activation("gelu", name=f"{prefix}-act-0")(x)
     x = GlobalResponseNorm(epsilon=1e-6, use_bias=not deploy, name=f"{prefix}-act-1")(x)
-    x = keras.layers.Dense(dim, use_bias=deploy, kernel_initializer=_init(), name=f"{prefix}-pwconv2-0")(x)
+    x = keras.layers.Dense(dim, use_bias=deploy, kernel_initializer=trunc_normal(), name=f"{prefix}-pwconv2-0")(x)
     if not deploy:
-        x = _batch_norm(f"{prefix}-pwconv2-2")(x)
+        x = batch_norm(f"{prefix}-pwconv2-2")(x)
         if layer_scale_init_value:
             x = LayerScale(layer_scale_init_value, name=f"{prefix}-gamma")(x)
     if drop_path > 0.0:
@@ -179,7 +172,7 @@ def unireplknet(
     def head(x, num_classes):
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="norm")(x)
-        return keras.layers.Dense(num_classes, kernel_initializer=_init(head_init_scale), name="head")(x)
+        return keras.layers.Dense(num_classes, kernel_initializer=trunc_normal(0.02 * head_init_scale), name="head")(x)
 
     return _base.Network(features, head)
 
@@ -360,13 +353,14 @@ ARCH = _base.Architecture(
     source="https://github.com/AILab-CVC/UniRepLKNet",
     classifier="head",
     classifier_key="head.weight",
-    tiny=dict(**_TINY, num_classes=10),
-    fixture="unireplknet",
-    min_input_size=MIN_SIZE,
+    testing=_base.Testing(tiny=dict(**_TINY, num_classes=10), min_input_size=MIN_SIZE),
+    reference=_base.Reference(
+        "unireplknet",
+        kwargs=_fixture_kwargs,
+        cases=("tiny",),
+        features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
+    ),
     reparameterize=reparameterize,
-    fixture_kwargs=_fixture_kwargs,
-    fixture_cases=("tiny",),
-    fixture_features={f"feat/stage{i}": f"P{i + 2}" for i in range(4)},
 )
 
 unireplknet = ARCH.builder

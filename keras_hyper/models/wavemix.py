@@ -21,16 +21,13 @@ import keras
 
 from keras_hyper.convert import mapping
 from keras_hyper.layers import WaveMixBlock
+from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.conv import Conv2D
-from keras_hyper.layers.wavemix import BN_EPSILON, BN_MOMENTUM, LEVELS
+from keras_hyper.layers.torch_defaults import batch_norm
+from keras_hyper.layers.wavemix import LEVELS
 from keras_hyper.models import _base
 
 STEMS = ("pachify", "strided")
-
-
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _stem_size(size, initial_conv, patch_size, stride):
@@ -46,18 +43,15 @@ def _stem_size(size, initial_conv, patch_size, stride):
 
 def _stem_stride(depth, mult, ff_channel, final_dim, dropout, level, initial_conv, patch_size, stride):
     """Validates the configuration; returns the stem's stride (the stride of every feature map after it)."""
-    for arg, value in (("depth", depth), ("mult", mult), ("ff_channel", ff_channel), ("final_dim", final_dim)):
-        _positive_int(arg, value)
+    check_positive(depth=depth, mult=mult, ff_channel=ff_channel, final_dim=final_dim)
     if final_dim % 4:
         raise ValueError(f"final_dim must be divisible by 4 (blocks reduce it to final_dim / 4), got {final_dim}.")
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")
     if initial_conv not in STEMS:
         raise ValueError(f"initial_conv must be one of {STEMS}, got {initial_conv!r}.")
-    _positive_int("patch_size", patch_size)
-    _positive_int("stride", stride)
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    check_positive(patch_size=patch_size, stride=stride)
+    check_rate(dropout=dropout)
     return patch_size if initial_conv == "pachify" else stride**2
 
 
@@ -127,7 +121,7 @@ def wavemix(
         x = Conv2D(half, 3, padding="same", name="conv-1")(x)
         x = Conv2D(final_dim, patch_size, strides=patch_size, name="conv-2")(x)
         x = keras.layers.Activation("gelu", name="conv-3")(x)  # exact (erf) GELU, as nn.GELU()
-        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="conv-4")(x)
+        x = batch_norm("conv-4")(x)
     else:
         for index, filters in enumerate((half, final_dim)):
             # PyTorch pads 1 on every side; "same" would pad only the bottom/right of an even input
@@ -235,13 +229,14 @@ ARCH = _base.Architecture(
     source="https://github.com/pranavphoenix/WaveMix",
     classifier="pool-2",
     classifier_key="pool.2.weight",
-    # A stride-2 stem and two DWT levels: the harness' 64x72 dynamic-size input gives a 32x36 map, which halves
-    # twice; the fixture's level-3, level-1 and strided-stem configurations come from fixture_kwargs.
-    tiny=dict(depth=1, mult=2, ff_channel=16, final_dim=16, level=2, patch_size=2, num_classes=10),
-    fixture="wavemix",
-    min_input_size=32,
+    testing=_base.Testing(
+        # A stride-2 stem and two DWT levels: the harness' 64x72 dynamic-size input gives a 32x36 map, which halves
+        # twice; the fixture's level-3, level-1 and strided-stem configurations come from fixture_kwargs.
+        tiny=dict(depth=1, mult=2, ff_channel=16, final_dim=16, level=2, patch_size=2, num_classes=10),
+        min_input_size=32,
+    ),
+    reference=_base.Reference("wavemix", kwargs=fixture_kwargs),
     interpolation="bicubic",
-    fixture_kwargs=fixture_kwargs,
 )
 
 wavemix = ARCH.builder

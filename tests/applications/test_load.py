@@ -13,7 +13,7 @@ from keras_hyper.models import inceptionnext
 from keras_hyper.weights import files as weights_lib
 from keras_hyper.weights import store
 
-TINY = dict(inceptionnext.ARCH.tiny)
+TINY = dict(inceptionnext.ARCH.testing.tiny)
 
 
 def _cache_files():
@@ -234,7 +234,7 @@ def sequence_arch(monkeypatch):
         variants=(models._base.Variant("toy_sequence", {}, num_params=16),),
         license="MIT",
         source="tests",
-        tiny={},
+        testing=models._base.Testing(tiny={}),
         example_inputs=lambda batch: np.zeros((batch, 6, 3), "float32"),
         kind="sequence",
     )
@@ -269,7 +269,7 @@ def test_an_architecture_is_an_image_classifier_or_declares_its_inputs():
             variants=(),
             license="MIT",
             source="tests",
-            tiny={},
+            testing=models._base.Testing(tiny={}),
         )
 
 

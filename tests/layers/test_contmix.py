@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from testutil import to_numpy
 
-from keras_hyper.layers import ContMix, ResizeLike
-from keras_hyper.layers.contmix import clamped_window_starts, relative_position_indices, window_indices
+from keras_hyper.layers import ContMix
+from keras_hyper.layers.contmix import ResizeLike, clamped_window_starts, relative_position_indices, window_indices
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

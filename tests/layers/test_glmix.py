@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from testutil import to_numpy
 
-from keras_hyper.layers import MultiHeadSelfAttention, SoftClusterAttention
-from keras_hyper.layers.glmix import adaptive_avg_pool_tokens
+from keras_hyper.layers import SoftClusterAttention
+from keras_hyper.layers.glmix import MultiHeadSelfAttention, adaptive_avg_pool_tokens
 
 RNG = np.random.default_rng(0)
 

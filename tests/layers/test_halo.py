@@ -7,8 +7,8 @@ import pytest
 from testutil import to_numpy
 
 from keras_hyper.convert.mapping import conv_kernel
-from keras_hyper.layers import HaloAttention, PaddedMaxPool2D
-from keras_hyper.layers.halo import BottleneckAttention
+from keras_hyper.layers import HaloAttention
+from keras_hyper.layers.halo import BottleneckAttention, PaddedMaxPool2D
 
 torch = pytest.importorskip("torch")
 halo_attn = pytest.importorskip("timm.layers.halo_attn")

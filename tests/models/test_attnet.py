@@ -31,7 +31,7 @@ def fixture():
 
 def test_downsampling_outputs_match_the_official_model(fixture):
     """The stem's and transitions' outputs (the stage outputs are the backbone's features, compared by the
-    harness' reference parity through `fixture_features`)."""
+    harness' reference parity through `reference.features`)."""
     model, data, _ = fixture
     names = {f"feat/downsample{i}": f"downsample_layers-{i}-1" for i in range(1, 4)}
     names = {"feat/downsample0": "downsample_layers-0-2-1", **names}
@@ -60,12 +60,12 @@ def test_from_official_maps_the_fixture_constructor_kwargs(fixture):
         "glu_norm": (True, True, False, False),
         "activation": "gelu",
     }
-    tiny = {k: v for k, v in attnet.ARCH.tiny.items() if k != "layer_scale_init_value"}
+    tiny = {k: v for k, v in attnet.ARCH.testing.tiny.items() if k != "layer_scale_init_value"}
     assert attnet.ARCH.network_kwargs({k: v for k, v in mapped.items() if k != "num_classes"}) == (
         attnet.ARCH.network_kwargs({k: v for k, v in tiny.items() if k != "num_classes"})
     )
     assert mapped["num_classes"] == tiny["num_classes"]
-    assert attnet.ARCH.fixture_kwargs(meta) == mapped
+    assert attnet.ARCH.reference.kwargs(meta) == mapped
     model, _, _ = fixture
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == meta["num_params"]
 

@@ -1,6 +1,6 @@
 """ConvNeXt-dcls beyond the harness: the shared positions in the converter, the inference fusion and the
 builder's argument checks. (Output and per-stage feature parity on both whole-model fixtures, through
-`fixture_features`, are in tests/harness.py.)"""
+`reference.features`, are in tests/harness.py.)"""
 
 import json
 
@@ -13,7 +13,7 @@ from keras_hyper.convert.reference import tolerance
 from keras_hyper.layers import DCLSConv2D, DCLSPositions
 from keras_hyper.models import convnext_dcls
 
-TINY = convnext_dcls.ARCH.tiny
+TINY = convnext_dcls.ARCH.testing.tiny
 
 
 def _fixture(case):

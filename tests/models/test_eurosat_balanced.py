@@ -1,6 +1,6 @@
 """Balanced multi-task attention CNN (EuroSAT): the official output and the intermediates recorded in the
 reference fixture that are not stage features (the harness compares `feat/stage1..4` through the backbone,
-`ARCH.fixture_features`), the mapping of the official constructor's arguments, the converter's strictness,
+`ARCH.reference.features`), the mapping of the official constructor's arguments, the converter's strictness,
 fusion, and argument validation."""
 
 import json
@@ -70,7 +70,7 @@ def test_from_official_maps_the_constructor_arguments():
     assert eb.from_official(meta["kwargs"]) == dict(
         num_classes=10, widths=(16, 32, 48, 64), depths=(2, 1, 1, 1), drop_probs=(0.05, 0.1, 0.15, 0.2)
     )
-    assert eb.ARCH.fixture_kwargs(meta) == eb.from_official(meta["kwargs"])
+    assert eb.ARCH.reference.kwargs(meta) == eb.from_official(meta["kwargs"])
 
     def network(kwargs):
         return eb.ARCH.network_kwargs({k: v for k, v in kwargs.items() if k != "num_classes"})
@@ -94,12 +94,12 @@ def test_converter_is_strict():
 
 
 def test_defaults_are_eurosat_rgb():
-    model = eb.eurosat_balanced(**{k: v for k, v in eb.ARCH.tiny.items() if k != "num_classes"})
+    model = eb.eurosat_balanced(**{k: v for k, v in eb.ARCH.testing.tiny.items() if k != "num_classes"})
     assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 10)
 
 
 def test_odd_and_non_square_sizes_follow_pytorch_strides():
-    model = eb.eurosat_balanced(**eb.ARCH.tiny, include_top=False, input_shape=(9, 13, 3))
+    model = eb.eurosat_balanced(**eb.ARCH.testing.tiny, include_top=False, input_shape=(9, 13, 3))
     assert model.output_shape == (None, 2, 2, 64)  # 9 -> 5 -> 3 -> 2 and 13 -> 7 -> 4 -> 2, as torch pads 1
 
 
@@ -116,4 +116,4 @@ def test_odd_and_non_square_sizes_follow_pytorch_strides():
 )
 def test_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        eb.eurosat_balanced(**{**eb.ARCH.tiny, **kwargs})
+        eb.eurosat_balanced(**{**eb.ARCH.testing.tiny, **kwargs})

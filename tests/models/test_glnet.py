@@ -17,7 +17,7 @@ from keras_hyper.layers import SoftClusterAttention
 from keras_hyper.models import glnet
 
 # official module -> our layer whose output it is; stages.0-2 and norm are the backbone's features P2..P5, which
-# the harness' reference parity compares (`fixture_features`)
+# the harness' reference parity compares (`reference.features`)
 FEATURES = {
     "downsample_layers.0": "downsample_layers-0-5",
     "downsample_layers.1": "downsample_layers-1-1",

@@ -149,7 +149,7 @@ def test_variant_features_are_timms(variant):
 
 
 def test_builder_rejects_bad_arguments():
-    tiny = {**halonet.ARCH.tiny}
+    tiny = {**halonet.ARCH.testing.tiny}
     with pytest.raises(ValueError, match="multiples of 8"):
         halonet.halonet(**tiny, input_shape=(36, 36, 3))
     with pytest.raises(ValueError, match="stem_type"):

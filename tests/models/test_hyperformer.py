@@ -114,7 +114,7 @@ def test_official_parameter_count(case):
     ],
 )
 def test_bad_arguments_are_refused(kwargs, match):
-    base = dict(hf.ARCH.tiny)
+    base = dict(hf.ARCH.testing.tiny)
     with pytest.raises(ValueError, match=match):
         hf.hyperformer(**{**base, **kwargs})
 
@@ -232,7 +232,7 @@ def test_litert_export_of_the_three_int_inputs_with_builtin_ops(tmp_path):
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    model = hf.hyperformer(**hf.ARCH.tiny)
+    model = hf.hyperformer(**hf.ARCH.testing.tiny)
     x = [a[:1] for a in hf._tiny_inputs(2)]
     specs = [tf.TensorSpec((1, *i.shape[1:]), tf.int32) for i in model.inputs]
     path = str(tmp_path / "hyperformer.tflite")

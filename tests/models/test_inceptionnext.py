@@ -166,7 +166,7 @@ def test_from_official_refuses_what_it_cannot_build():
 
 
 def test_converter_lists_missing_and_unexpected_keys():
-    model = inceptionnext.inceptionnext(**inceptionnext.ARCH.tiny, input_shape=(32, 32, 3))
+    model = inceptionnext.inceptionnext(**inceptionnext.ARCH.testing.tiny, input_shape=(32, 32, 3))
     other = timm.create_model("resnet10t", pretrained=False, num_classes=10)
     state = {k: v.numpy() for k, v in other.state_dict().items()}
     with pytest.raises(ValueError) as err:
@@ -215,7 +215,7 @@ def test_litert_export_from_this_backend(tmp_path):
     """Outside TensorFlow the export goes through the TensorFlow-backend worker; the file must still match."""
     from keras_hyper.export import export_litert
 
-    model = inceptionnext.inceptionnext(**inceptionnext.ARCH.tiny, input_shape=(32, 32, 3))
+    model = inceptionnext.inceptionnext(**inceptionnext.ARCH.testing.tiny, input_shape=(32, 32, 3))
     report = export_litert(model, tmp_path / "tiny.tflite")
     assert report.backend == keras.backend.backend()
     assert report.max_abs_diff <= 1e-4 and report.bytes > 0

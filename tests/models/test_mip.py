@@ -24,7 +24,7 @@ def _torch_layout(w):
 def fixture():
     folder = reference_dir("mip")
     data = np.load(folder / "tiny.npz")
-    model = mip.mip_convnet(**mip.ARCH.tiny)
+    model = mip.mip_convnet(**mip.ARCH.testing.tiny)
     state = {
         **read_checkpoint(folder / "tiny.npz", prefix="sd/"),
         **read_checkpoint(folder / "tiny.npz", prefix="sd_main/"),
@@ -52,8 +52,8 @@ def test_converter_is_strict(fixture):
     folder = reference_dir("mip")
     state = read_checkpoint(folder / "tiny.npz", prefix="sd/")  # no fc.*: the head stays unassigned
     with pytest.raises(ValueError, match="fc.weight"):
-        mip.convert_mip(state, mip.mip_convnet(**mip.ARCH.tiny))
-    headless = mip.mip_convnet(**mip.ARCH.tiny, include_top=False, pooling="avg")
+        mip.convert_mip(state, mip.mip_convnet(**mip.ARCH.testing.tiny))
+    headless = mip.mip_convnet(**mip.ARCH.testing.tiny, include_top=False, pooling="avg")
     mip.convert_mip(state, headless)
     model, _, inputs = fixture
     fc = model.get_layer("hypernet").target.get_layer("fc")  # the head is the main network's, as in hyperlight
@@ -72,17 +72,17 @@ def test_builder_arguments_are_checked():
     with pytest.raises(ValueError, match="num_hyperparameters"):
         mip.mip_convnet(num_hyperparameters=0)
     # the README ConvNet: 22 -> 18 -> 16 -> 8 -> 6 -> 3 -> 1
-    assert mip.min_size((5, 3, 3, 3), (2, 3)) == 22 == mip.ARCH.min_input_size
+    assert mip.min_size((5, 3, 3, 3), (2, 3)) == 22 == mip.ARCH.testing.min_input_size
     with pytest.raises(ValueError, match="at least 22"):
         mip.mip_convnet(input_shape=(21, 21, 1))
     with pytest.raises(ValueError, match="parametrization"):
-        mip.mip_convnet(**mip.ARCH.tiny, parametrization="magnitude")
+        mip.mip_convnet(**mip.ARCH.testing.tiny, parametrization="magnitude")
     with pytest.raises(ValueError, match="encoding"):
-        mip.mip_convnet(**mip.ARCH.tiny, encoding="fourier")
+        mip.mip_convnet(**mip.ARCH.testing.tiny, encoding="fourier")
     with pytest.raises(ValueError, match=r"\['conv9'\] match no trainable variable"):
-        mip.mip_convnet(**mip.ARCH.tiny, hypernetized=["conv1", "conv9"])
+        mip.mip_convnet(**mip.ARCH.testing.tiny, hypernetized=["conv1", "conv9"])
     with pytest.raises(ValueError, match="hypernetized must be None or a list"):
-        mip.mip_convnet(**mip.ARCH.tiny, hypernetized="conv1")
+        mip.mip_convnet(**mip.ARCH.testing.tiny, hypernetized="conv1")
 
 
 # hyperlight itself over other configurations: a PyTorch main network, `hl.hypernetize` on the drawn parameters,

@@ -19,7 +19,7 @@ def fixture():
     folder = reference_dir("overlock")
     meta = json.loads((folder / "tiny.json").read_text())
     data = np.load(folder / "tiny.npz")
-    kwargs = {**overlock.ARCH.fixture_kwargs(meta), "use_ds": True}
+    kwargs = {**overlock.ARCH.reference.kwargs(meta), "use_ds": True}
     model = overlock.overlock(**kwargs, num_classes=10, input_shape=(96, 96, 3), classifier_activation=None)
     overlock.convert_overlock(read_checkpoint(folder / "tiny.npz", prefix="sd/"), model)
     return model, data, np.transpose(data["input"], (0, 2, 3, 1))
@@ -27,7 +27,7 @@ def fixture():
 
 def test_intermediate_features_match_the_official_paths(fixture):
     """The taps that are no backbone features (`feat/pre_stage2`, stage 2, is P3: the harness' reference parity
-    compares it through `fixture_features`)."""
+    compares it through `reference.features`)."""
     model, data, x = fixture
     taps = {
         "feat/base_stage3": "blocks3-0-add",
@@ -56,12 +56,12 @@ def test_aux_head_is_a_second_output_and_leaves_the_main_one_alone(fixture):
 
 def test_aux_head_output_takes_the_final_activation_too():
     """Deep supervision trains both outputs with the same loss, so both end in the classifier activation."""
-    model = overlock.overlock(**{**overlock.ARCH.tiny, "use_ds": True}, input_shape=(32, 32, 3))
+    model = overlock.overlock(**{**overlock.ARCH.testing.tiny, "use_ds": True}, input_shape=(32, 32, 3))
     assert [t._keras_history.operation.name for t in model.outputs] == ["predictions", "aux_predictions"]
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     for out in model(x):
         out = to_numpy(out)
-        assert out.shape == (2, overlock.ARCH.tiny["num_classes"]) and out.dtype == np.float32
+        assert out.shape == (2, overlock.ARCH.testing.tiny["num_classes"]) and out.dtype == np.float32
         np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
 
 
@@ -76,7 +76,7 @@ def test_reparameterize_drops_the_aux_head_and_matches_the_official_deploy_outpu
 
 
 def test_without_top_the_features_are_the_head_projection():
-    kwargs = {**overlock.ARCH.tiny, "use_ds": True}
+    kwargs = {**overlock.ARCH.testing.tiny, "use_ds": True}
     model = overlock.overlock(**kwargs, include_top=False, input_shape=(64, 64, 3))
     assert len(model.outputs) == 1 and model.output_shape == (None, 2, 2, kwargs["projection"])
     assert not any(layer.name.startswith("aux_head") for layer in model.layers)
@@ -95,7 +95,7 @@ def test_without_top_the_features_are_the_head_projection():
 )
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        overlock.overlock(**{**overlock.ARCH.tiny, **kwargs}, input_shape=(64, 64, 3))
+        overlock.overlock(**{**overlock.ARCH.testing.tiny, **kwargs}, input_shape=(64, 64, 3))
 
 
 def test_official_counts_add_the_aux_head():

@@ -155,7 +155,9 @@ def test_resnet_rejects_bad_arguments(kwargs, match):
 
 def test_from_official_maps_the_factories_arguments():
     meta = json.loads((reference_dir("pflayer") / "tiny.json").read_text())
-    assert pflayer.ARCH.fixture_kwargs(meta) == dict(block="max", depths=(1, 2, 1, 1), width_mult=0.25, num_classes=10)
+    assert pflayer.ARCH.reference.kwargs(meta) == dict(
+        block="max", depths=(1, 2, 1, 1), width_mult=0.25, num_classes=10
+    )
     # each official factory at its defaults is the registered variant of the same name
     variants = {v.name: v.kwargs for v in pflayer.VARIANTS}
     for factory, block in pflayer.FACTORIES.items():
@@ -177,7 +179,7 @@ def test_from_official_maps_the_factories_arguments():
 
 
 def test_converter_lists_missing_and_unexpected_keys():
-    model = pflayer.pflayer(**pflayer.ARCH.tiny, input_shape=(64, 64, 3))
+    model = pflayer.pflayer(**pflayer.ARCH.testing.tiny, input_shape=(64, 64, 3))
     other = torchvision.models.resnet18(num_classes=10)
     with pytest.raises(ValueError) as err:
         pflayer.convert_pflayer({k: v.numpy() for k, v in other.state_dict().items()}, model)

@@ -1,7 +1,7 @@
 """PHC-ResNet: the official stem output of the reference fixture, the official head at input sizes the fixture
 does not record, the official RGB handling (a zero channel in front), other algebra dimensions and argument checks
 (the 1/n parameter count is tests/layers/test_hypercomplex.py's).
-(Whole-model parity, the stage outputs through `features_only` (`fixture_features`), variant parameter counts and
+(Whole-model parity, the stage outputs through `features_only` (`reference.features`), variant parameter counts and
 LiteRT export are in tests/harness.py.)"""
 
 import json
@@ -34,7 +34,7 @@ def fixture():
 
 
 def test_stem_matches_the_official_module(fixture):
-    # the stage outputs are the backbone's features, compared by the harness (fixture_features)
+    # the stage outputs are the backbone's features, compared by the harness (reference.features)
     model, data = fixture
     probe = keras.Model(model.input, model.get_layer("relu").output)
     out = to_numpy(probe(np.transpose(data["input"], (0, 2, 3, 1))))

@@ -1,6 +1,6 @@
 """PHC-VGG: the converted biases of the reference fixture, the classifier's PHM layers, the official
 configurations, the features' declaration and argument checks. (Whole-model parity, the official `features`
-output through `features_only` (`fixture_features`), variant parameter counts, LiteRT export are in
+output through `features_only` (`reference.features`), variant parameter counts, LiteRT export are in
 tests/harness.py.)"""
 
 import json

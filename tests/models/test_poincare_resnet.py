@@ -1,7 +1,7 @@
 """Poincaré ResNet: the official stem and pooled outputs of the reference fixture, the official head at input sizes
 the fixture does not record, the strict converter (shared balls, missing tensors), the variant table against the
 official naming rule and the builder's argument checks. (Whole-model parity, the group outputs through
-`features_only` (`fixture_features`), parameter counts, LiteRT export and the rest are in tests/harness.py.)"""
+`features_only` (`reference.features`), parameter counts, LiteRT export and the rest are in tests/harness.py.)"""
 
 import json
 

@@ -9,7 +9,7 @@ from testutil import to_numpy
 
 from keras_hyper.models import polyhistor
 
-TINY = dict(polyhistor.ARCH.tiny)
+TINY = dict(polyhistor.ARCH.testing.tiny)
 X = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
 
 

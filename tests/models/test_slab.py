@@ -75,7 +75,7 @@ def test_fused_model_keeps_outputs_with_trained_statistics(fixture):
 
 @pytest.mark.parametrize("attention", ["linear", "softmax"])
 def test_inputs_larger_than_img_size_resize_the_tables(attention):
-    model = slab.slab_deit(**{**slab.ARCH.tiny, "attention": attention}, input_shape=(64, 64, 3))
+    model = slab.slab_deit(**{**slab.ARCH.testing.tiny, "attention": attention}, input_shape=(64, 64, 3))
     out = to_numpy(model(np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype("float32")))
     assert out.shape == (1, 10) and np.all(np.isfinite(out))
     # the stored tables keep the img_size grid, so weights move between input sizes
@@ -110,7 +110,7 @@ def test_converter_is_strict(fixture):
 )
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        slab.slab_deit(**{**slab.ARCH.tiny, **kwargs})
+        slab.slab_deit(**{**slab.ARCH.testing.tiny, **kwargs})
 
 
 SWIN_56 = dict(img_size=56, patch_size=2, embed_dim=16, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=28)
@@ -247,7 +247,7 @@ def test_from_official_refuses_what_is_not_implemented():
 
 
 def test_swin_fusion_keeps_outputs_with_trained_statistics():
-    model = slab.slab_swin(**slab.SWIN_ARCH.tiny, input_shape=(32, 32, 3), classifier_activation=None)
+    model = slab.slab_swin(**slab.SWIN_ARCH.testing.tiny, input_shape=(32, 32, 3), classifier_activation=None)
     rng = np.random.default_rng(0)
     for layer in model.layers:
         if isinstance(layer, PRepBN):
@@ -276,4 +276,4 @@ def test_swin_fusion_keeps_outputs_with_trained_statistics():
 )
 def test_swin_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        slab.slab_swin(**{**slab.SWIN_ARCH.tiny, **kwargs})
+        slab.slab_swin(**{**slab.SWIN_ARCH.testing.tiny, **kwargs})

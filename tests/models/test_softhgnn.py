@@ -138,7 +138,7 @@ def test_sparse_model_at_16x24_is_the_official_forward():
 
 
 def test_sparse_model_reports_the_load_balancing_loss_in_training():
-    model = softhgnn.softhgnn(**softhgnn.ARCH.tiny)
+    model = softhgnn.softhgnn(**softhgnn.ARCH.testing.tiny)
     assert not model.losses
     model(X, training=True)
     assert len(model.losses) == 1 and float(to_numpy(model.losses[0])) >= 0.0
@@ -146,8 +146,8 @@ def test_sparse_model_reports_the_load_balancing_loss_in_training():
 
 def test_attention_temperature_trains_beyond_one_patch():
     """The harness trains the tiny model at its minimum input, one patch, where the temperature gets no gradient
-    (`ARCH.zero_grad_at_init`); on a 2x2 grid it does."""
-    model = softhgnn.softhgnn(**{**softhgnn.ARCH.tiny, "num_classes": 3}, input_shape=(16, 16, 3))
+    (`ARCH.testing.zero_grad_at_init`); on a 2x2 grid it does."""
+    model = softhgnn.softhgnn(**{**softhgnn.ARCH.testing.tiny, "num_classes": 3}, input_shape=(16, 16, 3))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     temperature = model.get_layer("transformer-layers-0-0-fn").temperature
     before = float(to_numpy(temperature))

@@ -17,7 +17,7 @@ from keras_hyper.layers import Conv2D, DepthwiseConv2D, DropPath, LayerScale
 from keras_hyper.models import spartan
 
 # official module -> our layer whose output it is; the levels' outputs (layers.0, .2, .4, .6) are the backbone's
-# features P2..P5, which the harness' reference parity compares (`fixture_features`)
+# features P2..P5, which the harness' reference parity compares (`reference.features`)
 FEATURES = {
     "conv": "conv-1-act",
     "layers.0.smixer": "layers-0-smixer-proj_out",
@@ -77,7 +77,7 @@ def test_early_levels_use_full_convolutions_and_late_levels_grouped_ones(fixture
 
 
 def test_stochastic_depth_follows_the_official_schedule():
-    model = spartan.spartan(**{**spartan.ARCH.tiny, "layer_depths": (1, 1, 1), "drop_path_rate": 0.3})
+    model = spartan.spartan(**{**spartan.ARCH.testing.tiny, "layer_depths": (1, 1, 1), "drop_path_rate": 0.3})
     rates = {layer.name: layer.rate for layer in model.layers if isinstance(layer, DropPath)}
     # block i of n drops with rate * i / n: block 0 keeps its branches, no DropPath layer at all
     assert rates == pytest.approx(

@@ -19,7 +19,7 @@ from keras_hyper.layers import (
 )
 from keras_hyper.models import terminator
 
-TINY = terminator.ARCH.tiny
+TINY = terminator.ARCH.testing.tiny
 
 
 def _sigmoid(x):

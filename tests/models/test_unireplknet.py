@@ -24,7 +24,7 @@ def fixture():
     folder = reference_dir("unireplknet")
     meta = json.loads((folder / "tiny.json").read_text())
     data = np.load(folder / "tiny.npz")
-    return folder / "tiny.npz", meta, data, U.ARCH.fixture_kwargs(meta)
+    return folder / "tiny.npz", meta, data, U.ARCH.reference.kwargs(meta)
 
 
 def _build(kwargs, **overrides):
@@ -37,7 +37,7 @@ def _nchw_to_nhwc(x):
 
 def test_downsampling_outputs_match_the_official(fixture):
     """The stem's and transitions' outputs (the stage outputs are the backbone's features, compared by the
-    harness' reference parity through `fixture_features`)."""
+    harness' reference parity through `reference.features`)."""
     path, _, data, kwargs = fixture
     model = _build(kwargs)
     U.convert_unireplknet(read_checkpoint(path, prefix="sd/"), model)
@@ -98,7 +98,7 @@ def test_kernel_size_kinds_build_the_official_layers():
 
 
 def test_drop_path_rises_linearly_over_all_blocks():
-    model = U.unireplknet(**U.ARCH.tiny, drop_path_rate=0.5)
+    model = U.unireplknet(**U.ARCH.testing.tiny, drop_path_rate=0.5)
     rates = [layer.rate for layer in model.layers if layer.name.endswith("drop_path")]
     np.testing.assert_allclose(rates, np.linspace(0.0, 0.5, 6)[1:], atol=1e-7)
 
