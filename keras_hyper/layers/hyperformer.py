@@ -17,7 +17,7 @@ from keras import ops
 
 from keras_hyper.layers._args import check_non_negative, check_positive, check_rate
 from keras_hyper.layers.moe import MixtureOfExperts
-from keras_hyper.layers.torch_defaults import BN_EPSILON
+from keras_hyper.layers.torch_defaults import batch_norm
 
 LN_EPSILON = 1e-5
 QUALIFIER_MODES = ("dismult", "transe", "complex")
@@ -410,9 +410,9 @@ class ConvInteraction(keras.layers.Layer):
         self.hidden_dropout = hidden_dropout
         self.seed = seed
         policy = self.dtype_policy
-        self.bn0 = keras.layers.BatchNormalization(axis=1, epsilon=BN_EPSILON, dtype=policy, name="bn0")
-        self.bn1 = keras.layers.BatchNormalization(axis=1, epsilon=BN_EPSILON, dtype=policy, name="bn1")
-        self.bn3 = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, dtype=policy, name="bn3")
+        self.bn0 = batch_norm("bn0", axis=1, dtype=policy)
+        self.bn1 = batch_norm("bn1", axis=1, dtype=policy)
+        self.bn3 = batch_norm("bn3", axis=-1, dtype=policy)
         self.input_drop = keras.layers.Dropout(input_dropout, dtype=policy, name="input_drop")
         self.hidden_drop = keras.layers.Dropout(hidden_dropout, dtype=policy, name="hidden_drop")
         # whole channels (torch's Dropout2d)

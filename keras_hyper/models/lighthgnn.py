@@ -21,7 +21,7 @@ import numpy as np
 from keras_hyper.convert import mapping
 from keras_hyper.layers._args import check_positive, check_rate
 from keras_hyper.layers.hypergraph import HGNNConv, HGNNPlusConv
-from keras_hyper.layers.torch_defaults import BN_EPSILON
+from keras_hyper.layers.torch_defaults import batch_norm
 from keras_hyper.models import _base
 from keras_hyper.ops.hypergraph import incidence_matrix
 
@@ -81,7 +81,7 @@ def hgnn(
     x = CONVS[conv](hid_channels, num_edges=edges, name="layers-0")([features, graph])
     x = keras.layers.ReLU(name="layers-0-act")(x)
     if use_bn:
-        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="layers-0-bn")(x)
+        x = batch_norm("layers-0-bn")(x)
     x = keras.layers.Dropout(drop_rate, name="layers-0-drop")(x)
     x = CONVS[conv](num_classes, num_edges=edges, name="layers-1")([x, graph])
     return _base.finish([features, graph], _head(x, classifier_activation), name=name, weights=weights, arch=ARCH)
@@ -107,7 +107,7 @@ def lighthgnn_mlp(
     features = keras.Input((num_vertices, in_channels), name="features")
     x = keras.layers.Dense(hid_channels, name="layer0-linear")(features)
     x = keras.layers.ReLU(name="layer0-act")(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name="layer0-bn")(x)
+    x = batch_norm("layer0-bn")(x)
     x = keras.layers.Dropout(drop_rate, name="layer0-drop")(x)
     x = keras.layers.Dense(num_classes, name="layer1")(x)
     return _base.finish(features, _head(x, classifier_activation), name=name, weights=weights, arch=STUDENT_ARCH)

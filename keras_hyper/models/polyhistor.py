@@ -30,7 +30,7 @@ from keras_hyper.convert import mapping
 from keras_hyper.layers._args import check_positive
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.polyhistor import PolyhistorAdapters
-from keras_hyper.layers.torch_defaults import BN_EPSILON, trunc_normal
+from keras_hyper.layers.torch_defaults import batch_norm, trunc_normal
 from keras_hyper.layers.window_attention import PatchMerging2x2, WindowSoftmaxAttention
 from keras_hyper.models import _base
 
@@ -121,7 +121,7 @@ def _head(features, task, channels, head_dim, patch_size):
         maps.append(f)
     x = keras.layers.Concatenate(name=f"{prefix}-cat")(maps) if len(maps) > 1 else maps[0]
     x = Conv2D(head_dim, 3, padding="same", use_bias=False, name=f"{prefix}-fuse-conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}-fuse-bn")(x)
+    x = batch_norm(f"{prefix}-fuse-bn")(x)
     x = keras.layers.ReLU(name=f"{prefix}-fuse-act")(x)
     x = keras.layers.Dense(channels, name=f"{prefix}-out")(x)
     x = keras.layers.UpSampling2D(patch_size, interpolation="bilinear", name=f"{prefix}-resize")(x)
