@@ -25,6 +25,22 @@ if keras.backend.backend() == "jax":
     _jax_init.install()
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "once: backend-independent check (argument validation, files, text), run in the torch run only"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    # Checks whose outcome does not depend on the backend run in one run, the torch one (eager and the fastest);
+    # the checks of the computation itself run in all three.
+    if keras.backend.backend() != "torch":
+        skip = pytest.mark.skip(reason="backend-independent: checked once, in the torch run")
+        for item in items:
+            if item.get_closest_marker("once"):
+                item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's ~/.keras cache."""
