@@ -25,6 +25,21 @@ if keras.backend.backend() == "jax":
     _jax_init.install()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "once: a backend-independent check, run in the torch run only")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.once` tests (argument validation, files, text) run under one backend: the same check three
+    times costs suite time and proves nothing more."""
+    if keras.backend.backend() == "torch":
+        return
+    skip = pytest.mark.skip(reason="backend-independent (once): checked in the torch run")
+    for item in items:
+        if "once" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's ~/.keras cache."""
