@@ -134,7 +134,6 @@ def deform_conv2d(
 
     y0, x0 = ops.floor(y), ops.floor(x)
     ly, lx = y - y0, x - x0  # the floors carry no gradient: d/d(offset) flows through these fractions only
-    y0, x0 = ops.cast(y0, "int32"), ops.cast(x0, "int32")
 
     # The input as (B * H * W * dg, C / dg): row ((b * H + y) * W + x) * dg + g holds group g's channels of pixel
     # (b, y, x), so that the gathered rows come out in (B, Ho, Wo, K, dg) order, which reshapes to the columns.
@@ -146,16 +145,20 @@ def deform_conv2d(
         mask = ops.reshape(mask, (batch, out_h, out_w, deformable_groups, taps))
         mask = ops.transpose(mask, (0, 1, 2, 4, 3))
 
+    last_y, last_x = ops.cast(height - 1, "float32"), ops.cast(width - 1, "float32")
     columns = None
     for dy, wy in ((0, 1.0 - ly), (1, ly)):
         for dx, wx in ((0, 1.0 - lx), (1, lx)):
-            yy, xx = y0 + dy, x0 + dx
-            inside = ops.logical_and(ops.logical_and(yy >= 0, yy < height), ops.logical_and(xx >= 0, xx < width))
+            # integer-valued floats: clipping int32 tensors converts to a Relu6 that LiteRT has no int kernel for
+            yy, xx = y0 + float(dy), x0 + float(dx)
+            inside = ops.logical_and(ops.logical_and(yy >= 0.0, yy <= last_y), ops.logical_and(xx >= 0.0, xx <= last_x))
             weight = ops.where(inside, wy * wx, 0.0)
             if mask is not None:
                 weight = weight * mask
-            # out-of-map neighbours read pixel 0 (any valid row) with weight 0
-            index = base + (ops.clip(yy, 0, height - 1) * width + ops.clip(xx, 0, width - 1)) * deformable_groups
+            # out-of-map neighbours read a pixel inside (clipped) with weight 0
+            yy = ops.cast(ops.clip(yy, 0.0, last_y), "int32")
+            xx = ops.cast(ops.clip(xx, 0.0, last_x), "int32")
+            index = base + (yy * width + xx) * deformable_groups
             values = ops.take(flat, ops.reshape(index + group, (-1,)), axis=0)
             term = values * ops.cast(ops.reshape(weight, (-1, 1)), dtype)
             columns = term if columns is None else columns + term
