@@ -1,6 +1,5 @@
-"""RCNet's neck (Zong, Wang, Li, Han, Ma, Zhou, "RCNet: Reverse Feature Pyramid and Cross-scale Shift Network for
-Object Detection", ACM MM 2021, arXiv:2110.12130; paper 21 in PAPERS.md), the official `RCFPN` of
-TempleX98/RCNet (mmdet/models/necks/rcfpn.py, Apache-2.0).
+"""RCNet's neck ("RCNet: Reverse Feature Pyramid and Cross-scale Shift Network for Object Detection", ACM MM 2021;
+paper 21 in PAPERS.md), the official `RCFPN` of TempleX98/RCNet (mmdet/models/necks/rcfpn.py, Apache-2.0).
 
 A neck: it takes the backbone's feature maps (C2..C5 in the official configs, of which C3..C5 are used) and returns
 the five-level pyramid P3..P7 a RetinaNet-style head reads.
@@ -14,7 +13,7 @@ the five-level pyramid P3..P7 a RetinaNet-style head reads.
    three-input nodes blends the result, after `pre_fusion`, with the finer previous output through a second gate;
    `post_fusion` ends every node. pre/post fusion are ReLU -> 3x3 convolution (DCNv2 with 2 deformable groups in
    the official neck, or a plain convolution) -> norm.
-3. Cross-scale Shift Network (CSN): the five levels resampled to the P4 grid, a quarter of `C / shift_ratio * 4`
+3. Cross-scale Shift Network (CSN): the five levels resampled to the P4 grid, four blocks of `C // shift_ratio`
    channels shifted cyclically across levels (+1, -1, +2, -2), a per-level 1x1 conv/norm/ReLU/1x1 conv with a
    residual, plus a global spatial and a global scale context; each level gets its part back at its own size.
 
@@ -402,7 +401,7 @@ def rcnet_neck(
     Example:
         >>> neck = rcnet_neck(in_channels=(64, 128, 256, 512), out_channels=64)
         >>> pyramid = neck({f"C{i + 2}": np.zeros((1, 64 // 2**i, 64 // 2**i, 64 * 2**i)) for i in range(4)})
-        >>> sorted(pyramid)  # ['P3', 'P4', 'P5', 'P6', 'P7'] at 16, 8, 4, 2, 1 pixels
+        >>> sorted(pyramid)  # ['P3', 'P4', 'P5', 'P6', 'P7'] at 32, 16, 8, 4, 2 pixels
     """
     in_channels = tuple(in_channels)
     if not in_channels or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in in_channels):
