@@ -113,7 +113,15 @@ def export_litert(
         with open(tmp, "rb") as f:
             content = f.read()
         ops = _builtin_ops(content)
-        artifact = LiteRTModel(content=content)
+        try:
+            artifact = LiteRTModel(content=content)
+        except ValueError as e:
+            if batch_size is not None:
+                raise
+            # an op the converter lowered with the batch left as -1 in a static shape
+            raise RuntimeError(
+                f"The converter could not keep the batch dynamic for this model ({e}); pass batch_size=1."
+            ) from e
         diff = max_abs_diff(model, check_batches(xs, batch_size), lambda xs: artifact(xs, named=True))
     return ExportReport(
         path=path,
