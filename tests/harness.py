@@ -238,7 +238,10 @@ def test_litert_export_matches_keras(arch, tmp_path):
         pytest.skip(f"{arch.name} declares litert=False: its operators have no builtin LiteRT lowering (see its card)")
 
     model = shared_tiny(arch)
-    report = export_litert(model, tmp_path / "model.tflite", sample=tiny_inputs(arch, batch=1))
+    report = export_litert(
+        model, tmp_path / "model.tflite", sample=tiny_inputs(arch, batch=1), batch_size=arch.litert_batch
+    )
+    assert report.batch_size == arch.litert_batch  # any batch (verified at 1 and 4) unless declared
     assert report.bytes > 0
     assert not any(op.startswith(("FlexDelegate", "Flex", "CUSTOM")) for op in report.ops), report.ops
     assert report.max_abs_diff <= 1e-4, report
