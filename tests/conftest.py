@@ -12,9 +12,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # The JAX run is compile-bound: tiny models, compiled once each. LLVM's -O0 halves XLA's CPU compile time (a tiny
 # InceptionNeXt's fit step 28 -> 13 s) and costs little at run time, since convolutions and matmuls call into
-# Eigen/oneDNN either way; HyperFormer's synthetic training test went 35 -> 21 s. Only the tests' processes.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# Eigen/oneDNN either way; HyperFormer's synthetic training test went 35 -> 21 s. XLA's older loop emitters compile
+# faster again than its fusion emitters: the fit steps of four tiny models (AttNet, SpaRTAN, GLNet, Terminator)
+# took 33-37 instead of 55-65 CPU s, and three run-bound test files the same time. Only the tests' processes.
+_FAST_COMPILE = {"--xla_backend_optimization_level": "0", "--xla_cpu_use_fusion_emitters": "false"}
+for _flag, _value in _FAST_COMPILE.items():
+    if _flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}={_value}".strip()
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
