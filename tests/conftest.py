@@ -25,6 +25,22 @@ if keras.backend.backend() == "jax":
     _jax_init.install()
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "once: a backend-independent check (arguments, files, CLI text, docs): runs in the torch run only"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    # torch: eager and the fastest to start, so the backend-independent checks run there
+    if keras.backend.backend() == "torch":
+        return
+    skip = pytest.mark.skip(reason="backend-independent: checked once, in the torch run")
+    for item in items:
+        if item.get_closest_marker("once") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's ~/.keras cache."""
