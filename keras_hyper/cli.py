@@ -153,16 +153,16 @@ def _check_weights_choice(args):
     if given or args.random_weights:
         return
     tags = applications.model_info(model_name).weight_tags
-    known = (
-        f"its pretrained weights: {', '.join(f'{model_name}.{t}' for t in tags)}"
-        if tags
-        else f"no pretrained weights are registered for {model_name}"
-    )
+    named = ", ".join(f"{model_name}.{t}" for t in tags)
     if args.command == "predict":
+        where = f"name a tag ({named}) or pass --weights FILE"
+        if not tags:
+            where = f"no pretrained weights are registered for {model_name}, so pass --weights FILE"
         raise ValueError(
-            f"predict needs trained weights: name a tag ({known}) or pass --weights FILE; --random-weights runs "
-            "random weights on purpose (the scores then mean nothing)."
+            f"predict needs trained weights: {where}; --random-weights runs random weights on purpose (the scores "
+            "then mean nothing)."
         )
+    known = f"its pretrained weights: {named}" if tags else f"no pretrained weights are registered for {model_name}"
     print(
         f"warning: {args.command} runs {model_name} with random weights ({known}). Name a tag or pass --weights "
         "for trained weights, or --random-weights to choose random weights without this warning.",
