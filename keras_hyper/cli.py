@@ -18,7 +18,6 @@ Export, benchmark, Pillow and the demo are imported only by the commands that ne
 import argparse
 import dataclasses
 import importlib
-import math
 import os
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import keras
 import numpy as np
 
 from keras_hyper import applications
+from keras_hyper.applications import registry
+from keras_hyper.applications.preprocessing import _a
 from keras_hyper.weights import files as weights_lib
 from keras_hyper.weights.store import DownloadError
 
@@ -85,7 +86,7 @@ def _parser():
     sub = command("info", _info, "show what keras-hyper knows of a model and its weights")
     sub.add_argument("name", help="a model name or name.tag")
 
-    sub = command("predict", _predict, "classify images")
+    sub = command("predict", _predict, "classify images (image classifiers)")
     sub.add_argument("name", help="a model name or name.tag")
     sub.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
     _weights_options(sub, "without weights, predict refuses unless --random-weights is given")
@@ -98,10 +99,15 @@ def _parser():
     sub.add_argument("--out", required=True, help="the file to write")
     _weights_options(sub, "without weights, random weights with a warning")
     sub.add_argument("--quantize", choices=("float16", "dynamic", "int8"), help="LiteRT quantization")
+    sub.add_argument("--batch-size", type=_positive, help="fix the batch size (default: any)")
     sub.add_argument(
         "--representative", nargs="+", metavar="IMAGE", help="calibration images (or folders) for --quantize int8"
     )
-    sub.add_argument("--size", type=_positive, help="static input size (default: the model's)")
+    sub.add_argument(
+        "--size",
+        type=_positive,
+        help="static input size (default: the model's), or a non-image model's problem size (e.g. graph vertices)",
+    )
 
     sub = command("benchmark", _benchmark, "measure inference and train-step speed")
     sub.add_argument("name", help="a model name or name.tag")
@@ -129,7 +135,9 @@ def _parser():
     sub = command("parity", _parity, "compare with the official implementation's reference outputs")
     sub.add_argument("name", help="a model name (its architecture's fixtures are checked)")
     sub.add_argument(
-        "--reference", help="the reference folder (default: $KERAS_HYPER_REFERENCE, else ../shared/reference)"
+        "--reference",
+        help="the folder holding each architecture's reference outputs (default: $KERAS_HYPER_REFERENCE, else "
+        "shared/reference beside the repository this package is in: <repository>/../shared/reference)",
     )
 
     command("demo", _demo, "run the keras-hyper demo")
@@ -211,14 +219,19 @@ def _list(args):
             entry = weights_lib.manifest()[name]
             # the first numeric metric is the headline one (ImageNet top-1 for ImageNet weights)
             metric = next((f"{k}={v}" for k, v in entry.metrics.items() if isinstance(v, (int, float))), "-")
-            rows.append([name, _millions(info.num_params), str(info.input_size), metric, entry.license])
-        print(_table(["name.tag", "params", "size", "metric", "license"], rows))
+            rows.append([name, _millions(info.num_params), _input(info), metric, entry.license])
+        print(_table(["name.tag", "params", "input", "metric", "license"], rows))
     else:
         for name in names:
             info = applications.model_info(name)
             tags = ", ".join(info.weight_tags) or "-"
-            rows.append([name, _millions(info.num_params), str(info.input_size), _opt(info.paper_top1), tags])
-        print(_table(["name", "params", "size", "paper top-1", "weights"], rows))
+            rows.append([name, _millions(info.num_params), _input(info), _opt(info.paper_top1), tags])
+        print(_table(["name", "params", "input", "paper top-1", "weights"], rows))
+
+
+def _input(info):
+    """An image model's input size, else its kind (a hypergraph, audio, ... model takes its own inputs)."""
+    return str(info.input_size) if info.kind == "image" else info.kind.split(" (")[0].replace(" ", "-")
 
 
 def _opt(value):
@@ -234,7 +247,7 @@ def _info(args):
         if field.name == "paper":
             value = f"{value.title} (arXiv:{value.arxiv}, PAPERS.md #{value.number})"
         elif field.name == "num_params":
-            value = f"{value:,} (1000-class head)"
+            value = f"{value:,}" + (f" ({info.num_classes}-class head)" if info.num_classes else "")
         elif field.name == "builder_kwargs":
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         elif field.name == "weight_tags":
@@ -283,56 +296,34 @@ def _image_files(items):
     return files
 
 
-def _read_images(files, size, info):
-    """`(N, size, size, 3)` float32 RGB pixels in [0, 255], prepared as the model was evaluated: the shorter
-    side resized to `size / crop_pct` with the model's interpolation, then a centred `size` x `size` crop."""
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError as err:
-        raise ImportError("Reading images needs Pillow: pip install pillow.") from err
-    resample = getattr(Image.Resampling, info.interpolation.upper(), None)
-    if resample is None:
-        raise ValueError(f"{info.name} uses interpolation {info.interpolation!r}, which Pillow does not have.")
-    scale = math.floor(size / info.crop_pct)
-    batch = []
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"Cannot read image '{path}': {err}") from err
-        width, height = image.size
-        short = min(width, height)
-        resized = image.resize((int(scale * width / short), int(scale * height / short)), resample)
-        left = int(round((resized.width - size) / 2))
-        top = int(round((resized.height - size) / 2))
-        batch.append(np.asarray(resized.crop((left, top, left + size, top + size)), dtype="float32"))
-    return np.stack(batch)
-
-
 def _prepared(name, weights, size, items):
     """What a command taking images needs: `(model info, input size, tag or None, files, preprocessed batch)`;
     no files and a None batch without `items`."""
     model_name, tag = _tagged(name, weights)
     info = applications.model_info(f"{model_name}.{tag}" if tag else model_name)
+    if info.kind != "image":
+        return info, size, tag, [], None
     size = size or info.input_size
     if not items:
         return info, size, tag, [], None
     files = _image_files(items)
-    return info, size, tag, files, applications.preprocess_input(_read_images(files, size, info), info.name)
+    return info, size, tag, files, applications.eval_transform(info.name + (f".{tag}" if tag else ""), size)(files)
 
 
 def _predict(args):
+    info, size, tag, files, batch = _prepared(args.name, args.weights, args.size, [])
+    if info.kind != "image":
+        raise ValueError(
+            f"predict classifies image files, and {info.name} is {_a(info.kind)} model, whose inputs are no image "
+            f"file: build them as its card says and call applications.load({info.name!r}).predict(inputs)."
+        )
     _check_weights_choice(args)
     info, size, tag, files, batch = _prepared(args.name, args.weights, args.size, args.images)
     model = applications.load(args.name, weights=args.weights, input_shape=(size, size, 3), progress=True)
     scores = np.asarray(model.predict_on_batch(batch))
     entry = weights_lib.entry(info.name, tag) if tag else None
-    if entry is not None and entry.labels:
-        labels = applications.labels(entry.name)
-    else:
-        labels = [f"class {i}" for i in range(scores.shape[-1])]
-    for path, best in zip(files, applications.decode_predictions(scores, labels, min(args.top, len(labels)))):
+    labels = applications.labels(entry.name) if entry is not None and entry.labels else None
+    for path, best in zip(files, applications.decode_predictions(scores, labels, min(args.top, scores.shape[-1]))):
         print(path)
         for label, score in best:
             print(f"  {score:.4f}  {label}")
@@ -349,17 +340,50 @@ def _export(args):
     if not out.parent.is_dir():
         raise FileNotFoundError(f"Output folder '{out.parent}' does not exist.")
     _check_weights_choice(args)
-    _, size, _, _, calibration = _prepared(args.name, args.weights, args.size, args.representative)
+    info, size, _, _, calibration = _prepared(args.name, args.weights, args.size, args.representative)
     from keras_hyper.export import export_litert, export_onnx
 
-    model = applications.load(args.name, weights=args.weights, input_shape=(size, size, 3), progress=True)
-    if args.format == "litert":
-        report = export_litert(model, out, quantize=args.quantize, representative_data=calibration)
+    batch = args.batch_size or (registry.lookup(info.name)[0].litert_batch if args.format == "litert" else None)
+    if info.kind == "image":
+        model = applications.load(args.name, weights=args.weights, input_shape=(size, size, 3), progress=True)
+        sample = None
     else:
-        report = export_onnx(model, out)
+        model, sample = _non_image_model(args, info)
+    if args.format == "litert":
+        report = export_litert(
+            model, out, quantize=args.quantize, representative_data=calibration, sample=sample, batch_size=batch
+        )
+    else:
+        report = export_onnx(model, out, sample=sample, batch_size=batch)
     print(report)
-    quantized = ", then quantized with the input tensor's scale and zero point" if args.quantize == "int8" else ""
-    print(f"input: {size}x{size} RGB normalised by keras_hyper.applications.preprocess_input{quantized}")
+    if info.kind == "image":
+        quantized = ", then quantized with the input tensor's scale and zero point" if args.quantize == "int8" else ""
+        print(f"input: {size}x{size} RGB normalised by keras_hyper.applications.eval_transform{quantized}")
+    else:
+        # LiteRT fixes the dimensions other than the batch to the sample's; ONNX keeps the model's
+        fixed = args.format == "litert" and sample is not None
+        samples = sample if isinstance(sample, list) else [sample] * len(model.inputs)
+        shapes = ", ".join(
+            f"{n} {(None, *x.shape[1:]) if fixed else tuple(t.shape)} {t.dtype}"
+            for n, t, x in zip(report.inputs, model.inputs, samples)
+        )
+        print(f"inputs: {shapes} (None: any size)")
+
+
+def _non_image_model(args, info):
+    """`(model, sample or None)` of a non-image model: built with its own inputs; where its architecture makes
+    realistic inputs (`sample_inputs`, as the benchmark uses), a batch-1 sample of `--size` (its problem size, e.g.
+    vertices) verifies the export, and fixes the sizes LiteRT needs static."""
+    if args.quantize == "int8":
+        raise ValueError(f"--quantize int8 calibrates on images; {info.name} is {_a(info.kind)} model.")
+    arch = registry.lookup(info.name)[0]
+    if arch.sample_inputs is None:
+        if args.size:
+            raise ValueError(f"--size sets an image model's input size; {info.name} is {_a(info.kind)} model.")
+        return applications.load(args.name, weights=args.weights, progress=True), None
+    sample, _, needed = arch.sample_inputs(dict(info.builder_kwargs), 1, args.size, np.random.default_rng(0))
+    model = applications.load(args.name, weights=args.weights, progress=True, **needed)
+    return model, list(sample) if isinstance(sample, tuple) else sample
 
 
 def _benchmark(args):
@@ -388,17 +412,43 @@ def _benchmark(args):
         print(f"recorded in {bench.write_card(result, card)}")
 
 
+def reference_root(explicit=None):
+    """The reference fixtures' folder: `explicit` (--reference), else $KERAS_HYPER_REFERENCE, else
+    `shared/reference` beside the repository this package lives in (its parent folder), wherever the command runs.
+
+    Raises:
+        FileNotFoundError: naming every place looked at, where none exists.
+    """
+    repository = Path(__file__).resolve().parents[1]
+    env = os.environ.get("KERAS_HYPER_REFERENCE")
+    if explicit or env:
+        # an explicit choice is final: a wrong one is an error, not a reason to look elsewhere
+        how, root = ("--reference", explicit) if explicit else ("$KERAS_HYPER_REFERENCE", env)
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"Reference folder '{root}' (from {how}) does not exist.")
+        return Path(root)
+    root = repository.parent / "shared" / "reference"
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"No reference folder: --reference not given, $KERAS_HYPER_REFERENCE not set, and '{root}' (beside the "
+            "repository) does not exist. Pass --reference FOLDER."
+        )
+    return root
+
+
 def _parity(args):
-    from keras_hyper.applications import registry
     from keras_hyper.convert import reference
 
     arch, _ = registry.lookup(args.name.partition(".")[0])
     if arch.reference is None:
         raise ValueError(f"Architecture {arch.name!r} has no reference fixtures.")
-    root = Path(args.reference or os.environ.get("KERAS_HYPER_REFERENCE") or Path("..") / "shared" / "reference")
+    root = reference_root(args.reference)
     folder = root / arch.reference.folder
     if not folder.is_dir():
-        raise FileNotFoundError(f"Reference folder '{folder}' does not exist; pass --reference.")
+        raise FileNotFoundError(
+            f"Reference folder '{folder}' does not exist ({arch.name}'s fixtures under '{root}'); pass --reference "
+            "or set KERAS_HYPER_REFERENCE to the folder that holds them."
+        )
     results = reference.check(arch, folder)
     rows = [(r.case, f"{r.max_abs_diff:.2e}", f"{r.tolerance:.2e}", "ok" if r.ok else "FAIL") for r in results]
     print(f"{arch.name} against {folder} on the {keras.backend.backend()} backend")

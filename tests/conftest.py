@@ -27,18 +27,18 @@ if keras.backend.backend() == "jax":
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "once: a backend-independent check (arguments, files, CLI text, docs): runs in the torch run only"
+        "markers", "once: backend-independent check (argument validation, files, text), run in the torch run only"
     )
 
 
 def pytest_collection_modifyitems(config, items):
-    # torch: eager and the fastest to start, so the backend-independent checks run there
-    if keras.backend.backend() == "torch":
-        return
-    skip = pytest.mark.skip(reason="backend-independent: checked once, in the torch run")
-    for item in items:
-        if item.get_closest_marker("once") is not None:
-            item.add_marker(skip)
+    # Checks whose outcome does not depend on the backend run in one run, the torch one (eager and the fastest);
+    # the checks of the computation itself run in all three.
+    if keras.backend.backend() != "torch":
+        skip = pytest.mark.skip(reason="backend-independent: checked once, in the torch run")
+        for item in items:
+            if item.get_closest_marker("once"):
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

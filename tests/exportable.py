@@ -39,7 +39,7 @@ def _block(x, dim: int, ratio: int):
 
 def build_model(input_shape: tuple = SHAPE) -> keras.Model:
     """Build a ~10k-parameter classifier with random weights and BN statistics."""
-    inputs = keras.Input(input_shape)
+    inputs = keras.Input(input_shape, name="image")
     x = layers.Conv2D(16, 4, strides=4)(inputs)
     x = layers.BatchNormalization()(x)
     x = _block(x, 16, 4)
@@ -48,7 +48,7 @@ def build_model(input_shape: tuple = SHAPE) -> keras.Model:
     x = _block(x, 32, 2)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.LayerNormalization()(x)
-    model = keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+    model = keras.Model(inputs, layers.Dense(10, activation="softmax", name="predictions")(x))
     rng = np.random.default_rng(0)
     for w in model.weights:
         # Non-trivial moving statistics make BatchNorm folding matter.

@@ -31,11 +31,10 @@ IMAGE_ARCHS = [a for a in ARCHS if a.example_inputs is None]
 BACKBONE_ARCHS = [a for a in IMAGE_ARCHS if a.is_image]
 VARIANTS = [(a, v) for a in ARCHS for v in a.variants]
 BACKEND = keras.backend.backend()
-# Checks whose outcome does not depend on the backend (argument validation, the head and pooling wiring, config
-# and file serialization, parameter counts) run in one run, the torch one (eager and the fastest); the checks of
-# the computation itself (forward, fit, features, dynamic shapes, mixed precision, weights across backends,
-# reference parity) run in all three.
-once = pytest.mark.skipif(BACKEND != "torch", reason="backend-independent: checked once, in the torch run")
+# Backend-independent checks (argument validation, the head and pooling wiring, config and file serialization,
+# parameter counts) run in the torch run only (tests/conftest.py); the checks of the computation itself (forward,
+# fit, features, dynamic shapes, mixed precision, weights across backends, reference parity) run in all three.
+once = pytest.mark.once
 
 
 _SHARED = {}
@@ -239,7 +238,10 @@ def test_litert_export_matches_keras(arch, tmp_path):
         pytest.skip(f"{arch.name} declares litert=False: its operators have no builtin LiteRT lowering (see its card)")
 
     model = shared_tiny(arch)
-    report = export_litert(model, tmp_path / "model.tflite", sample=tiny_inputs(arch, batch=1))
+    report = export_litert(
+        model, tmp_path / "model.tflite", sample=tiny_inputs(arch, batch=1), batch_size=arch.litert_batch
+    )
+    assert report.batch_size == arch.litert_batch  # any batch (verified at 1 and 4) unless declared
     assert report.bytes > 0
     assert not any(op.startswith(("FlexDelegate", "Flex", "CUSTOM")) for op in report.ops), report.ops
     assert report.max_abs_diff <= 1e-4, report

@@ -4,8 +4,10 @@ Real exports are tested in tests/export; here only the export command's argument
 (conftest.py points KERAS_HYPER_HOME at a temporary folder for every test.)
 """
 
+import re
 import sys
 import types
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -49,7 +51,7 @@ def test_a_command_is_required(capsys):
 def test_list(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0
-    assert out.splitlines()[0].split() == ["name", "params", "size", "paper", "top-1", "weights"]
+    assert out.splitlines()[0].split() == ["name", "params", "input", "paper", "top-1", "weights"]
     tiny = next(line for line in out.splitlines() if line.startswith("inceptionnext_tiny "))
     assert tiny.split()[:5] == ["inceptionnext_tiny", "28.06M", "224", "82.508", "sail_in1k"]
 
@@ -58,7 +60,7 @@ def test_list_pretrained_with_a_pattern(capsys):
     code, out, _ = run(capsys, "list", "*atto*", "--pretrained")
     assert code == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["name.tag", "params", "size", "metric", "license"]
+    assert header.split() == ["name.tag", "params", "input", "metric", "license"]
     assert all(row.startswith("inceptionnext_atto.") for row in rows)
     sail = next(row for row in rows if row.startswith("inceptionnext_atto.sail_in1k "))
     assert sail.split() == ["inceptionnext_atto.sail_in1k", "4.16M", "224", "imagenet_top1=75.348", "Apache-2.0"]
@@ -90,6 +92,40 @@ def test_info_of_a_tag_shows_that_tag(capsys):
     assert "input size      384" in out
     assert "weights inceptionnext_base.sail_in1k_384" in out
     assert "weights inceptionnext_base.sail_in1k\n" not in out
+
+
+def test_list_and_info_show_a_non_image_models_own_kind_and_head(capsys):
+    """Graph, audio and CIFAR models were listed with 224 px, ImageNet statistics and a 1000-class head."""
+    code, out, _ = run(capsys, "list", "*_cora")
+    assert code == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows["hgnn_cora"][2] == "hypergraph" and rows["lighthgnn_mlp_cora"][2] == "vertex-features"
+    code, out, _ = run(capsys, "info", "hgnn_cora")
+    assert code == 0
+    assert "num params      46,119 (7-class head)" in out and "kind            hypergraph" in out
+    for field in ("input size", "mean", "std", "crop pct", "interpolation"):
+        assert f"\n{field.ljust(15)} -\n" in out, field
+    code, out, _ = run(capsys, "info", "d3net_aec_paper")
+    assert "num params      355,204\n" in out and "kind            audio" in out
+    code, out, _ = run(capsys, "info", "shallow_cifar10_deep")
+    assert "(10-class head)" in out and "input size      32" in out and "0.4914" in out
+
+
+def test_predict_refuses_a_non_image_model(capsys, images):
+    code, out, err = run(capsys, "predict", "hgnn_cora", str(images[0]))
+    assert (code, out) == (2, "")
+    assert err.startswith("error: predict classifies image files, and hgnn_cora is a hypergraph model")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="one real CLI export, in-process under TensorFlow")
+def test_export_a_non_image_model(capsys, tmp_path):
+    """It failed with "takes no argument(s) ['input_shape']"; the vertex count is the problem size (--size)."""
+    out_path = tmp_path / "mlp.tflite"
+    argv = ["export", "lighthgnn_mlp_cora", "--format", "litert", "--out", str(out_path), "--size", "50"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "batch any, inputs features, outputs layer1" in out and "inputs: features (None, 50, 1433) float32" in out
+    assert out_path.stat().st_size > 0
 
 
 def test_unknown_model(capsys):
@@ -244,4 +280,33 @@ def test_parity_against_the_reference_fixtures(capsys):
 
 def test_parity_names_a_missing_reference_folder(capsys, tmp_path):
     code, _, err = run(capsys, "parity", "inceptionnext_atto", "--reference", str(tmp_path))
-    assert code == 2 and "does not exist" in err
+    assert code == 2 and f"'{tmp_path / 'inceptionnext'}' does not exist" in err
+    code, _, err = run(capsys, "parity", "inceptionnext_atto", "--reference", str(tmp_path / "absent"))
+    assert code == 2 and err == f"error: Reference folder '{tmp_path / 'absent'}' (from --reference) does not exist.\n"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="backend-independent: checked once, in the torch run")
+def test_reference_folder_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    """--reference, then $KERAS_HYPER_REFERENCE, then shared/reference beside the repository, not the working
+    directory's ../shared/reference (the command failed outside the repository root)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KERAS_HYPER_REFERENCE", raising=False)
+    beside = Path(cli.__file__).resolve().parents[2] / "shared" / "reference"
+    if beside.is_dir():
+        assert cli.reference_root() == beside
+    else:
+        with pytest.raises(FileNotFoundError, match=f"'{re.escape(str(beside))}' \\(beside the repository\\)"):
+            cli.reference_root()
+    monkeypatch.setenv("KERAS_HYPER_REFERENCE", str(tmp_path))
+    assert cli.reference_root() == tmp_path
+    monkeypatch.setenv("KERAS_HYPER_REFERENCE", str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match="from \\$KERAS_HYPER_REFERENCE"):
+        cli.reference_root()
+    assert cli.reference_root(str(tmp_path)) == tmp_path  # --reference comes first
+
+
+def test_parity_help_says_where_the_reference_is_looked_for(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["parity", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "$KERAS_HYPER_REFERENCE" in out and "../shared/reference" in out

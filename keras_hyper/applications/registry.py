@@ -13,7 +13,13 @@ from keras_hyper.weights import files as weights_lib
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
-    """What keras-hyper knows of a registered model (one named variant of an architecture)."""
+    """What keras-hyper knows of a registered model (one named variant of an architecture).
+
+    `kind` is "image" for image classifiers and backbones, else what the model takes ("hypergraph", "audio", ...);
+    the image fields (`input_size`, `mean`, `std`, `crop_pct`, `interpolation`) are None for the other kinds, whose
+    inputs their builder documents. `num_classes` is the head's class count (None where the model has no classes),
+    the one `num_params` counts.
+    """
 
     name: str
     arch: str
@@ -32,6 +38,7 @@ class ModelInfo:
     timm_name: Optional[str] = None
     features: tuple = ()
     kind: str = "image"
+    num_classes: Optional[int] = None
 
 
 _MODELS: dict = {}
@@ -77,17 +84,21 @@ def model_info(name: str) -> ModelInfo:
     if tag:
         entry = weights_lib.entry(model_name, tag)
         input_size, crop_pct = entry.input_size, entry.crop_pct
+    image = arch.is_image
+    num_classes = variant.kwargs.get("num_classes", arch.num_classes if image else None)
+    if image and variant.kwargs.get("include_top") is False:
+        num_classes = None
     return ModelInfo(
         name=model_name,
         arch=arch.name,
         builder_kwargs=dict(variant.kwargs),
         paper=arch.paper,
         num_params=variant.num_params,
-        input_size=input_size,
-        mean=arch.mean,
-        std=arch.std,
-        crop_pct=crop_pct,
-        interpolation=arch.interpolation,
+        input_size=input_size if image else None,
+        mean=arch.mean if image else None,
+        std=arch.std if image else None,
+        crop_pct=crop_pct if image else None,
+        interpolation=arch.interpolation if image else None,
         license=arch.license,
         source=arch.source,
         weight_tags=weights_lib.tags(model_name),
@@ -95,6 +106,7 @@ def model_info(name: str) -> ModelInfo:
         timm_name=variant.timm_name,
         features=features,
         kind=arch.kind,
+        num_classes=num_classes,
     )
 
 

@@ -16,20 +16,28 @@ tensors' own scale and zero point, so ``max_abs_diff`` is in float units.
 import json
 import os
 import pathlib
-import re
-import site
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import keras
 import numpy as np
 
-from keras_hyper.export._utils import atomic_target, input_specs, keras_outputs, make_samples
+from keras_hyper.export._utils import (
+    atomic_target,
+    check_batch_size,
+    check_batches,
+    input_specs,
+    io_names,
+    make_samples,
+    max_abs_diff,
+)
+from keras_hyper.export._worker import convert_in_tensorflow
 from keras_hyper.export.report import ExportReport
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+# The flatbuffer metadata entry that records the Keras model's input and output names in its flat order: the
+# signature lists them sorted and tensor indices follow no fixed order, so a sequence of inputs could not
+# otherwise be fed in the Keras model's order.
+IO_ORDER = "keras_hyper_io_order"
 
 
 def export_litert(
@@ -39,12 +47,14 @@ def export_litert(
     quantize: str | None = None,
     representative_data: Iterable[np.ndarray] | np.ndarray | None = None,
     sample: np.ndarray | Sequence[np.ndarray] | None = None,
+    batch_size: int | None = None,
 ) -> ExportReport:
     """Export a model to a LiteRT flatbuffer and verify it.
 
-    The model is exported with batch size 1 and only builtin TFLite ops
-    (never Flex/``SELECT_TF_OPS``). The file is written atomically: a failed
-    export leaves nothing at ``path``.
+    The model is exported with only builtin TFLite ops (never Flex/``SELECT_TF_OPS``), any batch size unless
+    ``batch_size`` fixes it, and its tensors named as in Keras: inputs by their ``keras.Input`` names, outputs by
+    the layers that produce them (``"predictions"``) or their dict keys. The file is written atomically, with the
+    permissions the umask gives new files: a failed export leaves nothing at ``path``.
 
     Args:
         model: A built functional or Sequential model whose input shapes are
@@ -60,10 +70,16 @@ def export_litert(
             sequence of arrays, one per input in ``model.inputs`` order, for
             several inputs); defaults to seeded standard-normal arrays, which
             integer inputs cannot have: pass it for those.
+        batch_size: ``None`` (default): the file takes any batch size (verified at batch 1 and 4); an integer fixes
+            it (verified at that batch), which some accelerator delegates need.
 
     Returns:
-        An ``ExportReport``; ``max_abs_diff`` is measured on ``sample``, over
-        all outputs.
+        An ``ExportReport``; ``max_abs_diff`` is measured on ``sample`` (and a batch of 4 made from it, with a
+        dynamic batch), over all outputs.
+
+    Example:
+        report = export_litert(model, "model.tflite")
+        LiteRTModel(report.path)(images)  # any batch: (N, H, W, 3) -> (N, num_classes)
 
     Raises:
         ValueError: For an unknown ``quantize``, missing or misshaped
@@ -75,6 +91,7 @@ def export_litert(
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"Unsupported quantize={quantize!r}; use one of {', '.join(map(repr, QUANTIZE_MODES))}.")
+    check_batch_size(batch_size)
     # Dynamic dimensions (a graph's vertex count, ...) are fixed to the sample's: LiteRT needs static shapes.
     specs = input_specs(model, static=sample is None)
     if quantize == "int8" and (len(specs) != 1 or specs[0][1] != "float32"):
@@ -85,22 +102,27 @@ def export_litert(
     calibration = _calibration(representative_data, quantize, specs[0][0])
     xs = make_samples(specs, sample)
     shapes = [x.shape[1:] for x in xs]
-    expected = keras_outputs(model, xs)
     path = os.fspath(path)
     backend = keras.backend.backend()
+    options = dict(quantize=quantize, calibration=calibration, shapes=shapes, batch_size=batch_size)
     with atomic_target(path, ".tflite") as tmp:
         if backend == "tensorflow":
-            convert(model, tmp, quantize, calibration, shapes)
+            convert(model, tmp, **options)
         else:
-            _convert_in_worker(model, tmp, quantize, calibration, shapes)
+            convert_in_tensorflow(model, tmp, "litert", options)
         with open(tmp, "rb") as f:
             content = f.read()
         ops = _builtin_ops(content)
-        got = LiteRTModel(content=content)(xs if len(xs) > 1 else xs[0])
-        got = got if len(expected) > 1 else [got]
-        if len(got) != len(expected):
-            raise RuntimeError(f"The LiteRT model has {len(got)} outputs where the Keras model has {len(expected)}.")
-        diff = max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
+        try:
+            artifact = LiteRTModel(content=content)
+        except ValueError as e:
+            if batch_size is not None:
+                raise
+            # an op the converter lowered with the batch left as -1 in a static shape
+            raise RuntimeError(
+                f"The converter could not keep the batch dynamic for this model ({e}); pass batch_size=1."
+            ) from e
+        diff = max_abs_diff(model, check_batches(xs, batch_size), lambda xs: artifact(xs, named=True))
     return ExportReport(
         path=path,
         format="litert",
@@ -109,18 +131,23 @@ def export_litert(
         quantize=quantize,
         ops=ops,
         backend=backend,
+        batch_size=batch_size,
+        inputs=tuple(artifact.input_names),
+        outputs=tuple(artifact.output_names),
     )
 
 
 def convert(
     model: keras.Model,
     out: str,
-    quantize: str | None,
-    calibration: np.ndarray | None,
+    quantize: str | None = None,
+    calibration: np.ndarray | None = None,
     shapes: Sequence[Sequence[int]] | None = None,
+    batch_size: int | None = None,
 ) -> None:
-    """Convert ``model`` to a ``.tflite`` file at ``out`` (TensorFlow backend only), with batch 1 and the input
-    shapes (without batch axis, one per input in flat order) given by ``shapes``, default the model's own.
+    """Convert ``model`` to a ``.tflite`` file at ``out`` (TensorFlow backend only), with the batch size
+    ``batch_size`` (None: any) and the input shapes (without batch axis, one per input in flat order) given by
+    ``shapes``, default the model's own; tensors named by `io_names`.
 
     Raises:
         RuntimeError: If the converter fails; ops that are not TFLite
@@ -130,16 +157,14 @@ def convert(
 
     flat = keras.tree.flatten(model.input)
     shapes = [t.shape[1:] for t in flat] if shapes is None else shapes
-    # The names `_ordered` reads back: TensorFlow's own for positional inputs and list outputs.
-    specs = [
-        tf.TensorSpec((1, *shape), t.dtype, name="args_0" + (f"_{i}" if i else ""))
-        for i, (t, shape) in enumerate(zip(flat, shapes))
-    ]
+    in_names, out_names = io_names(model)
+    # A spec's name becomes the signature's input name; the returned dict's keys its output names.
+    specs = [tf.TensorSpec((batch_size, *shape), t.dtype, name=name) for t, shape, name in zip(flat, shapes, in_names)]
 
     @tf.function
     def serve(*args):
         y = model(keras.tree.pack_sequence_as(model.input, list(args)), training=False)
-        return {f"output_{i}": t for i, t in enumerate(keras.tree.flatten(y))}
+        return dict(zip(out_names, keras.tree.flatten(y)))
 
     # One trace converted directly. Keras' `model.export(format="litert")` writes a SavedModel (tracing the model
     # four times), loads it back twice and converts that: 4x slower for the same flatbuffer (OverLoCK's tiny model
@@ -171,7 +196,35 @@ def convert(
                 "ops are not allowed; replace them in the model."
             ) from e
         raise RuntimeError(f"LiteRT conversion failed: {e}") from e
-    pathlib.Path(out).write_bytes(content)
+    pathlib.Path(out).write_bytes(_with_io_order(content, in_names, out_names))
+
+
+def _with_io_order(content: bytes, in_names: list, out_names: list) -> bytes:
+    """The flatbuffer `content` with an `IO_ORDER` metadata entry (JSON `{"inputs": [...], "outputs": [...]}`)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(content, 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps({"inputs": in_names, "outputs": out_names}).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = IO_ORDER, len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _io_order(content: bytes) -> dict:
+    """The `IO_ORDER` entry of a flatbuffer, or {} (a file from another exporter)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    for i in range(model.MetadataLength()):
+        if model.Metadata(i).Name().decode() == IO_ORDER:
+            return json.loads(model.Buffers(model.Metadata(i).Buffer()).DataAsNumpy().tobytes())
+    return {}
 
 
 def _calibration(
@@ -207,91 +260,6 @@ def _calibration(
     return np.concatenate(batches)
 
 
-def _convert_in_worker(
-    model: keras.Model, out: str, quantize: str | None, calibration: np.ndarray | None, shapes: list
-) -> None:
-    """Run ``convert`` in a TensorFlow-backend subprocess on a saved copy of the model."""
-    modules = _custom_modules(model)
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path = os.path.join(tmp, "model.keras")
-        model.save(model_path)
-        calibration_path = None
-        if calibration is not None:
-            calibration_path = os.path.join(tmp, "calibration.npy")
-            np.save(calibration_path, calibration)
-        args = {
-            "model": model_path,
-            "output": out,
-            "quantize": quantize,
-            "shapes": [[int(d) for d in shape] for shape in shapes],
-            "calibration": calibration_path,
-            "modules": modules,
-            # Lets the worker import custom-object modules found via our path;
-            # "" (the working directory) is made absolute.
-            "sys_path": [os.path.abspath(p) for p in sys.path],
-            "result": os.path.join(tmp, "result.json"),
-        }
-        args_path = os.path.join(tmp, "args.json")
-        with open(args_path, "w") as f:
-            json.dump(args, f)
-        env = dict(os.environ, KERAS_BACKEND="tensorflow")
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        # `-m` needs keras_hyper importable before the worker reads sys_path,
-        # but a site-packages root must not be put ahead of the stdlib.
-        root = os.path.realpath(pathlib.Path(__file__).parents[2])
-        sites = [*site.getsitepackages(), site.getusersitepackages()]
-        if root not in map(os.path.realpath, sites):
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        proc = subprocess.run(
-            [sys.executable, "-m", "keras_hyper.export._worker", args_path],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode == 0:
-            return
-        try:
-            with open(args["result"]) as f:
-                error = json.load(f)["error"]
-        except FileNotFoundError:
-            # The worker died before it could report (e.g. a crash on import).
-            error = f"exit code {proc.returncode}; stderr:\n{proc.stderr[-4000:]}"
-        raise RuntimeError(f"LiteRT export failed in the TensorFlow-backend worker: {error}")
-
-
-def _custom_modules(model: keras.Model) -> list[str]:
-    """Return the modules defining the model's non-Keras objects.
-
-    The worker imports them so that objects registered at import time (e.g.
-    with ``keras.saving.register_keras_serializable``) deserialize there.
-
-    Raises:
-        ValueError: If some are defined in ``__main__``, which another
-            process cannot import.
-    """
-    found, in_main = set(), set()
-    stack: list = [keras.saving.serialize_keras_object(model)]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            module = item.get("module", "keras")
-            # Keras records objects from __main__ with module None.
-            if module in (None, "__main__"):
-                in_main.add(item.get("registered_name") or item.get("class_name"))
-            elif isinstance(module, str) and module.split(".")[0] not in ("keras", "builtins"):
-                found.add(module)
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    if in_main:
-        raise ValueError(
-            f"{', '.join(sorted(map(str, in_main)))} defined in __main__ cannot be "
-            f"loaded by the TensorFlow process that converts {keras.backend.backend()} "
-            "models to LiteRT; move them into an importable module."
-        )
-    return sorted(found)
-
-
 def _builtin_ops(content: bytes) -> tuple[str, ...]:
     """Return the sorted op names of a flatbuffer, failing on custom/Flex ops."""
     from ai_edge_litert import schema_py_generated as schema
@@ -315,13 +283,17 @@ def _builtin_ops(content: bytes) -> tuple[str, ...]:
 
 
 class LiteRTModel:
-    """A `.tflite` file ready to run with ai_edge_litert: `LiteRTModel(path)(x) -> y` for batch-1 inputs.
+    """A `.tflite` file ready to run with ai_edge_litert: `LiteRTModel(path)(x) -> y`.
 
-    One input and one output: an array in, an array out. Several inputs are passed as a sequence in the Keras
-    model's input order; several outputs come back as a list in `keras.tree.flatten` order of the Keras outputs
-    (a dict's sorted keys). Integer (int8) quantized inputs and outputs are quantized and dequantized with the
-    tensors' own scale and zero point, so callers always pass and get float arrays. The interpreter is built once
-    and reused.
+    Inputs: an array (one input), a sequence in the Keras model's input order, or a dict by input name
+    (`input_names`); any batch size where the file was exported with a dynamic batch (the default), else its own.
+    Outputs: an array (one output) or a dict by output name (`output_names`, the Keras output layers' names).
+    Integer (int8) quantized inputs and outputs are quantized and dequantized with the tensors' own scale and zero
+    point, so callers always pass and get float arrays. The interpreter is built once and reused.
+
+    Example:
+        runner = LiteRTModel("model.tflite")
+        probs = runner(images)  # (N, H, W, 3) -> (N, num_classes)
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, content: bytes | None = None):
@@ -335,50 +307,49 @@ class LiteRTModel:
         (key,) = self.interpreter.get_signature_list()
         self.runner = self.interpreter.get_signature_runner(key)
         inputs, outputs = self.runner.get_input_details(), self.runner.get_output_details()
-        self.input_names, self.output_names = _ordered(inputs), _ordered(outputs)
+        # The Keras order where export_litert recorded it, else the signature's (sorted names).
+        order = _io_order(content)
+        self.input_names = order.get("inputs", sorted(inputs))
+        self.output_names = order.get("outputs", sorted(outputs))
         self.inputs = [inputs[name] for name in self.input_names]
         self.outputs = [outputs[name] for name in self.output_names]
 
-    def __call__(self, x):
-        xs = [x] if len(self.inputs) == 1 and not isinstance(x, (list, tuple)) else list(x)
+    def __call__(self, x, *, named: bool = False):
+        """Run the model; `named=True` returns a dict by output name even for a single output."""
+        if isinstance(x, Mapping):
+            unknown = sorted(set(x) - set(self.input_names))
+            missing = sorted(set(self.input_names) - set(x))
+            if unknown or missing:
+                raise ValueError(
+                    f"The LiteRT model's inputs are {self.input_names}; got unknown {unknown}, missing {missing}."
+                )
+            xs = [x[name] for name in self.input_names]
+        else:
+            xs = [x] if len(self.inputs) == 1 and not isinstance(x, (list, tuple)) else list(x)
         if len(xs) != len(self.inputs):
-            raise ValueError(f"The LiteRT model takes {len(self.inputs)} inputs, got {len(xs)}.")
+            raise ValueError(f"The LiteRT model takes {len(self.inputs)} inputs ({self.input_names}), got {len(xs)}.")
         feed = {}
         for name, inp, value in zip(self.input_names, self.inputs, xs):
             value = np.asarray(value)
-            if tuple(value.shape) != tuple(inp["shape"]):
-                raise ValueError(
-                    f"The LiteRT model's input {name!r} has shape {tuple(inp['shape'])}, got {tuple(value.shape)}."
-                )
+            # -1 in the signature: any size (the batch axis, unless the export fixed it).
+            want = tuple(int(d) for d in inp.get("shape_signature", inp["shape"]))
+            if value.ndim != len(want) or any(w != -1 and g != w for g, w in zip(value.shape, want)):
+                shown = tuple(None if w == -1 else w for w in want)
+                raise ValueError(f"The LiteRT model's input {name!r} has shape {shown}, got {tuple(value.shape)}.")
             scale, zero = inp["quantization"]
             if np.issubdtype(inp["dtype"], np.integer) and scale:
                 info = np.iinfo(inp["dtype"])
                 value = np.clip(np.round(value / scale + zero), info.min, info.max)
             feed[name] = value.astype(inp["dtype"])
         results = self.runner(**feed)
-        ys = []
+        ys = {}
         for name, out in zip(self.output_names, self.outputs):
             y = results[name]
             scale, zero = out["quantization"]
             if np.issubdtype(out["dtype"], np.integer) and scale:
                 y = (y.astype("float32") - zero) * scale
-            ys.append(y)
-        return ys[0] if len(ys) == 1 else ys
-
-
-def _ordered(details: dict) -> list[str]:
-    """Signature tensor names in the Keras model's flat order: TensorFlow names positional inputs `args_0`,
-    `args_0_1`, ... and list outputs `output_0`, `output_1`, ... (numeric order, not string order); dict inputs and
-    outputs keep their keys, which `keras.tree.flatten` sorts."""
-
-    def index(name):
-        found = re.fullmatch(r"(?:args_0|output)(?:_(\d+))?", name)
-        return int(found.group(1) or 0) if found else None
-
-    names = list(details)
-    if all(index(name) is not None for name in names):
-        return sorted(names, key=index)
-    return sorted(names)
+            ys[name] = y
+        return ys if named or len(ys) > 1 else next(iter(ys.values()))
 
 
 def load_litert(path: str | os.PathLike) -> LiteRTModel:

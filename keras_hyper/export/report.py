@@ -16,6 +16,9 @@ class ExportReport:
         quantize: The quantization mode (``None`` means float32).
         ops: Sorted names of the distinct operators in the artifact.
         backend: The Keras backend the export was called from.
+        batch_size: The batch size the artifact is fixed at; ``None``: any.
+        inputs: The artifact's input names, in the Keras model's flat input order.
+        outputs: The artifact's output names (the Keras output layers' names, or a dict output's keys).
     """
 
     path: str
@@ -25,11 +28,15 @@ class ExportReport:
     quantize: str | None
     ops: tuple[str, ...]
     backend: str
+    batch_size: int | None = None
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         """Return a one-line human summary."""
         return (
             f"{self.format} ({self.quantize or 'float32'}) -> {self.path}: "
-            f"{self.bytes / 1024:.1f} KiB, {len(self.ops)} op types, "
+            f"{self.bytes / 1024:.1f} KiB, batch {self.batch_size or 'any'}, "
+            f"inputs {', '.join(self.inputs)}, outputs {', '.join(self.outputs)}, {len(self.ops)} op types, "
             f"max |diff| vs Keras ({self.backend}) = {self.max_abs_diff:.3g}"
         )

@@ -40,6 +40,7 @@ from keras_hyper.layers.conv import Conv2D, DepthwiseConv2D
 from keras_hyper.layers.crossd import CrossDConv2D
 from keras_hyper.layers.cswin_attention import CrossShapedWindowAttention
 from keras_hyper.layers.dcls import DCLSConv2D, DCLSPositions, PositionClip
+from keras_hyper.layers.deform import DeformConv2D
 from keras_hyper.layers.glmix import SoftClusterAttention
 from keras_hyper.layers.halo import BottleneckAttention, HaloAttention
 from keras_hyper.layers.hyena import HyenaOperator2D
@@ -145,6 +146,7 @@ __all__ = [
     "CrossShapedWindowAttention",
     "DCLSConv2D",
     "DCLSPositions",
+    "DeformConv2D",
     "DepthwiseConv2D",
     "DilatedReparamConv2D",
     "DropBlock2D",

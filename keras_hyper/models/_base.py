@@ -204,6 +204,8 @@ class Architecture:
     valid inputs of `builder(**testing.tiny)`; they have no `classifier` to swap, and the harness runs only its
     input-agnostic checks on them. `litert=False` declares a model whose operators have no builtin LiteRT
     lowering (its card says which); the harness then skips the export check instead of failing it.
+    `litert_batch`, where set, is the batch size LiteRT export must fix because the converter cannot keep it
+    dynamic for one of the model's ops (the harness and `keras-hyper export` pass it; None: any batch).
 
     `sample_inputs(builder_kwargs, batch, size, rng) -> (inputs, size, kwargs)`, where a non-image architecture
     gives it, makes realistic inputs for a model built with `builder_kwargs` at the architecture's problem size
@@ -234,6 +236,7 @@ class Architecture:
     example_inputs: Optional[Callable] = None
     sample_inputs: Optional[Callable] = None
     litert: bool = True
+    litert_batch: Optional[int] = None
     kind: str = "image"
     num_classes: int = 1000
 

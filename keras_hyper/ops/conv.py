@@ -1,5 +1,8 @@
 """Convolutions."""
 
+import os
+import re
+
 import keras
 from keras import ops
 
@@ -23,7 +26,10 @@ def depthwise_conv2d(x, kernel, padding="same", dilation=1):
 
     XLA's CPU grouped convolution is slow: on JAX, kernels of at most `MAX_TAPS` taps run as a sum of shifted,
     per-channel-scaled slices, which XLA fuses into one loop (some 40x faster at 7x7), and larger kernels as an
-    FFT convolution (13x13 at 56x56: 11x faster; 31x31: 26x). On PyTorch the native depthwise kernel runs on the
+    FFT convolution (13x13 at 56x56: 11x faster; 31x31: 26x). The shifted sum needs LLVM's optimisations: where
+    XLA compiles at -O0 (`--xla_backend_optimization_level=0` in `XLA_FLAGS`, for fast compiles) its forward
+    and backward pass compiled 8x slower than XLA's convolution and ran 1.5x slower (7x7, 8x8 to 56x56 maps), so
+    small kernels take XLA's convolution there. On PyTorch the native depthwise kernel runs on the
     channels-last tensor as it is (Keras' wrapper copies it twice: 13x slower at 3x3, see `_backend/torch.py`);
     TensorFlow uses `keras.ops`.
     """
@@ -35,11 +41,7 @@ def depthwise_conv2d(x, kernel, padding="same", dilation=1):
     if padding == "same" and (kh % 2 == 0 or kw % 2 == 0):
         raise ValueError(f"'same' padding needs an odd kernel to be symmetric, got a {kh}x{kw} kernel.")
     if keras.config.backend() == "jax":
-        from keras_hyper.ops._backend import jax as fast
-
-        if kh * kw <= MAX_TAPS:
-            return fast.depthwise_conv2d(x, kernel, padding, dilation)
-        return fast.depthwise_conv2d_fft(x, kernel, padding, dilation)
+        return jax_depthwise_path(kh * kw)(x, kernel, padding, dilation)
     if keras.config.backend() == "torch":
         from keras_hyper.ops._backend import torch as fast
 
@@ -47,6 +49,22 @@ def depthwise_conv2d(x, kernel, padding="same", dilation=1):
         pads = (dilation * (kh // 2) * same, dilation * (kw // 2) * same)
         return fast.depthwise_conv2d(ops.convert_to_tensor(x), ops.convert_to_tensor(kernel), pads, dilation)
     return ops.depthwise_conv(x, kernel, padding=padding, dilation_rate=dilation)
+
+
+def jax_depthwise_path(taps):
+    """The JAX implementation `depthwise_conv2d` uses for a kernel of `taps` taps (see its docstring)."""
+    from keras_hyper.ops._backend import jax as fast
+
+    if taps > MAX_TAPS:
+        return fast.depthwise_conv2d_fft
+    if _xla_unoptimized():
+        return fast.depthwise_conv2d_xla
+    return fast.depthwise_conv2d
+
+
+def _xla_unoptimized():
+    levels = re.findall(r"--xla_backend_optimization_level=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    return bool(levels) and int(levels[-1]) == 0
 
 
 def conv2d(x, kernel, strides=1, padding="valid", dilation=1):

@@ -57,18 +57,51 @@ def test_float_export_matches_keras(model, scale, exported):
     assert exported.backend == keras.backend.backend()
     assert exported.bytes == os.path.getsize(exported.path)
     assert exported.max_abs_diff <= 1e-4 * scale
-    # Recheck on other data without relying on the exporter's own numbers.
-    x = _data(1, 1)
+    assert (exported.batch_size, exported.inputs, exported.outputs) == (None, ("image",), ("predictions",))
+    summary = str(exported)
+    assert exported.path in summary and "\n" not in summary and "batch any" in summary
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_any_batch_with_named_tensors(model, scale, exported, batch):
+    """The file takes any batch under the Keras model's tensor names, rechecked with the plain interpreter
+    (`resize_tensor_input` to batch 4 failed in XNNPack when the export was fixed at batch 1)."""
+    x = _data(batch, 1)
     interpreter = _interpreter(exported.path)
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert tuple(inp["shape"]) == (1, *SHAPE)
+    assert tuple(inp["shape_signature"]) == (-1, *SHAPE)
+    interpreter.resize_tensor_input(inp["index"], x.shape)
+    interpreter.allocate_tensors()
     interpreter.set_tensor(inp["index"], x)
     interpreter.invoke()
     expected = keras.ops.convert_to_numpy(model(x, training=False))
-    got = interpreter.get_tensor(out["index"])
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * scale)
-    summary = str(exported)
-    assert exported.path in summary and "\n" not in summary
+    np.testing.assert_allclose(interpreter.get_tensor(out["index"]), expected, rtol=0, atol=1e-4 * scale)
+    assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["predictions"]}}
+    runner = LiteRTModel(exported.path)
+    np.testing.assert_allclose(runner({"image": x}), expected, rtol=0, atol=1e-4 * scale)
+    assert runner(x, named=True).keys() == {"predictions"}
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="backend-independent: checked once, in the torch run")
+def test_fixed_batch_size_and_file_mode(tmp_path):
+    """`batch_size=` fixes the batch (other batches are refused by name); the file is created as `open()` would,
+    0o666 less the umask, not mkstemp's private 0o600."""
+    inputs = keras.Input((3,), name="x")
+    model = keras.Model(inputs, layers.Dense(2, name="y")(inputs))
+    previous = os.umask(0o022)
+    try:
+        report = export_litert(model, tmp_path / "model.tflite", batch_size=2)
+    finally:
+        os.umask(previous)
+    assert os.stat(report.path).st_mode & 0o777 == 0o644
+    assert report.batch_size == 2 and "batch 2" in str(report)
+    runner = LiteRTModel(report.path)
+    x = _data(2, 0)[:, 0, 0, :]
+    np.testing.assert_allclose(runner(x), keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+    with pytest.raises(ValueError, match=r"input 'x' has shape \(2, 3\), got \(4, 3\)"):
+        runner(np.zeros((4, 3), "float32"))
+    with pytest.raises(ValueError, match="batch_size must be None .* or a positive integer, got 0"):
+        export_litert(model, tmp_path / "again.tflite", batch_size=0)
 
 
 def test_only_builtin_ops(exported):
@@ -121,12 +154,12 @@ def test_dynamic_dims_take_the_sample_shape(tmp_path):
     sample = _data(1, 0)[:, :5, 0, :]
     report = export_litert(model, tmp_path / "model.tflite", sample=sample)
     assert report.max_abs_diff <= 1e-5
-    assert tuple(LiteRTModel(report.path).inputs[0]["shape"]) == (1, 5, 3)
+    assert tuple(LiteRTModel(report.path).inputs[0]["shape_signature"]) == (-1, 5, 3)
 
 
 def test_several_inputs_and_outputs(tmp_path):
-    """Float and integer inputs, dict outputs: fed and compared by name, in Keras' flat order (more than ten
-    inputs, so that `args_0_10` must not sort before `args_0_2`)."""
+    """Float and integer inputs, dict outputs: named by the inputs' names and the outputs' keys, fed in Keras'
+    flat order (more than ten inputs, so that `f10` must not sort before `f2`)."""
     features = [keras.Input((4,), name=f"f{i}") for i in range(11)]
     ids = keras.Input((3,), dtype="int32", name="ids")
     embedded = ops.sum(layers.Embedding(10, 4)(ids), axis=1)
@@ -136,10 +169,11 @@ def test_several_inputs_and_outputs(tmp_path):
     sample = [rng.standard_normal((1, 4)).astype("float32") for _ in features] + [np.array([[1, 7, 3]])]
     report = export_litert(model, tmp_path / "model.tflite", sample=sample)
     assert report.max_abs_diff <= 1e-5
+    assert report.inputs == (*(f"f{i}" for i in range(11)), "ids") and report.outputs == ("head", "sum")
     got = LiteRTModel(report.path)(sample)
     expected = model([*sample[:-1], sample[-1]])
-    np.testing.assert_allclose(got[0], keras.ops.convert_to_numpy(expected["head"]), atol=1e-5)
-    np.testing.assert_allclose(got[1], keras.ops.convert_to_numpy(expected["sum"]), atol=1e-5)
+    np.testing.assert_allclose(got["head"], keras.ops.convert_to_numpy(expected["head"]), atol=1e-5)
+    np.testing.assert_allclose(got["sum"], keras.ops.convert_to_numpy(expected["sum"]), atol=1e-5)
     with pytest.raises(ValueError, match="int32 input"):
         export_litert(model, tmp_path / "again.tflite")
     with pytest.raises(ValueError, match="one float32 input"):

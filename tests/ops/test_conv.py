@@ -23,7 +23,7 @@ def _numpy_depthwise(x, kernel, padding, dilation=1):
     return out
 
 
-# (9, 9) and (13, 13) lie on either side of the JAX shifted-sum / FFT switch (MAX_TAPS)
+# (9, 9) and (13, 13) lie on either side of the JAX switch to the FFT (MAX_TAPS)
 @pytest.mark.parametrize("shape", [(3, 3), (1, 11), (11, 1), (5, 7), (9, 9), (13, 13), (3, 31)])
 @pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("dilation", [1, 2])
@@ -38,22 +38,51 @@ def test_matches_numpy(shape, padding, dilation):
     np.testing.assert_allclose(out, expected, atol=2e-5 * max(1.0, np.abs(expected).max()))
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="checks the JAX fast paths against XLA's convolution")
-@pytest.mark.parametrize("shape", [(3, 5), (9, 11)], ids=["shifted-sum", "fft"])
-def test_jax_fast_path_gradients_match_xla_convolution(shape):
+JAX_PATHS = ["depthwise_conv2d", "depthwise_conv2d_xla", "depthwise_conv2d_fft"]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="checks each JAX implementation")
+@pytest.mark.parametrize("path", JAX_PATHS, ids=["shifted-sum", "xla", "fft"])
+@pytest.mark.parametrize("shape, padding, dilation", [((3, 5), "same", 1), ((3, 3), "valid", 2), ((9, 11), "same", 2)])
+def test_each_jax_path_matches_numpy_and_xla_gradients(path, shape, padding, dilation):
+    """The tests' process compiles at -O0, where `depthwise_conv2d` picks XLA's convolution for small kernels:
+    every path is called here directly, whatever the flags."""
     import jax
 
+    from keras_hyper.ops._backend import jax as fast
+
+    fn = getattr(fast, path)
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(2, 13, 13, 4)).astype("float32")
+    x = rng.normal(size=(2, 13, 15, 4)).astype("float32")
     kernel = rng.normal(size=(*shape, 4, 1)).astype("float32")
+    expected = _numpy_depthwise(x, kernel, padding, dilation)
+    np.testing.assert_allclose(
+        np.asarray(fn(x, kernel, padding, dilation)), expected, atol=2e-5 * np.abs(expected).max()
+    )
 
-    def loss(fn):
-        return jax.grad(lambda t, k: (fn(t, k) ** 2).sum(), argnums=(0, 1))(x, kernel)
+    def grads(conv):
+        return jax.grad(lambda t, k: (conv(t, k) ** 2).sum(), argnums=(0, 1))(x, kernel)
 
-    fast = loss(lambda t, k: hyper_ops.depthwise_conv2d(t, k, padding="same"))
-    reference = loss(lambda t, k: keras.ops.depthwise_conv(t, k, padding="same"))
-    for ours, theirs in zip(fast, reference):
-        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-4)
+    ours = grads(lambda t, k: fn(t, k, padding, dilation))
+    theirs = grads(lambda t, k: keras.ops.depthwise_conv(t, k, padding=padding, dilation_rate=dilation))
+    for got, want in zip(ours, theirs):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.once
+def test_jax_path_follows_the_kernel_size_and_the_optimisation_level(monkeypatch):
+    pytest.importorskip("jax")
+    from keras_hyper.ops import conv
+    from keras_hyper.ops._backend import jax as fast
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_thunk_runtime=true")
+    assert conv.jax_depthwise_path(49) is fast.depthwise_conv2d
+    assert conv.jax_depthwise_path(conv.MAX_TAPS + 1) is fast.depthwise_conv2d_fft
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert conv.jax_depthwise_path(49) is fast.depthwise_conv2d_xla
+    assert conv.jax_depthwise_path(conv.MAX_TAPS + 1) is fast.depthwise_conv2d_fft
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_backend_optimization_level=2")
+    assert conv.jax_depthwise_path(49) is fast.depthwise_conv2d
 
 
 def test_rejects_bad_arguments():
