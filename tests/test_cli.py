@@ -181,7 +181,7 @@ def test_export_warns_about_random_weights(capsys, tmp_path, monkeypatch):
     import keras_hyper.export
 
     # the export itself is tested in tests/export; here only what the command says before it
-    monkeypatch.setattr(keras_hyper.export, "export_onnx", lambda model, out: f"exported {model.name}")
+    monkeypatch.setattr(keras_hyper.export, "export_onnx", lambda model, out, **options: f"exported {model.name}")
     argv = ["export", "inceptionnext_atto", "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--size", "32"]
     code, out, err = run(capsys, *argv)
     assert code == 0, err
