@@ -6,6 +6,10 @@
     keras-hyper export inceptionnext_tiny --weights sail_in1k --format litert --out tiny.tflite
     keras-hyper benchmark inceptionnext_tiny --batch 8 --vs-timm
 
+Random weights are a visible choice: `predict` refuses to run without a tag or `--weights` unless
+`--random-weights` is given, and `export` and `benchmark` warn on stderr when they run random weights that
+`--random-weights` did not ask for.
+
 The Keras backend is the one of `KERAS_BACKEND`; `--backend` runs the command again in a child process with
 that backend. User errors print `error: <message>` and exit with status 2 (`--debug` shows the traceback).
 Export, benchmark, Pillow and the demo are imported only by the commands that need them.
@@ -85,7 +89,7 @@ def _parser():
     sub = command("predict", _predict, "classify images (image classifiers)")
     sub.add_argument("name", help="a model name or name.tag")
     sub.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
-    sub.add_argument("--weights", help="a weights tag, 'imagenet' or a weights file (default: random weights)")
+    _weights_options(sub, "without weights, predict refuses unless --random-weights is given")
     sub.add_argument("--top", type=_positive, default=5, help="classes shown per image (default 5)")
     sub.add_argument("--size", type=_positive, help="input size (default: the model's)")
 
@@ -93,7 +97,7 @@ def _parser():
     sub.add_argument("name", help="a model name or name.tag")
     sub.add_argument("--format", required=True, choices=("litert", "onnx"))
     sub.add_argument("--out", required=True, help="the file to write")
-    sub.add_argument("--weights", help="a weights tag, 'imagenet' or a weights file (default: random weights)")
+    _weights_options(sub, "without weights, random weights with a warning")
     sub.add_argument("--quantize", choices=("float16", "dynamic", "int8"), help="LiteRT quantization")
     sub.add_argument("--batch-size", type=_positive, help="fix the batch size (default: any)")
     sub.add_argument(
@@ -115,7 +119,7 @@ def _parser():
     sub.add_argument("--vs-timm", action="store_true", help="also measure the timm implementation")
     sub.add_argument("--iters", type=_positive, default=10, help="timed runs; the median counts (default 10)")
     sub.add_argument("--warmup", type=_non_negative, default=2, help="untimed runs first (default 2)")
-    sub.add_argument("--weights", help="weights to load (default: random weights)")
+    _weights_options(sub, "without weights, random weights with a warning")
     sub.add_argument("--fused", action="store_true", help="time inference on the re-parameterised (deploy) model")
     sub.add_argument(
         "--set",
@@ -138,6 +142,40 @@ def _parser():
 
     command("demo", _demo, "run the keras-hyper demo")
     return parser
+
+
+def _weights_options(sub, without):
+    sub.add_argument("--weights", help=f"a weights tag, 'imagenet' or a weights file ({without})")
+    sub.add_argument(
+        "--random-weights", action="store_true", help="run random weights on purpose (no tag, no --weights)"
+    )
+
+
+def _check_weights_choice(args):
+    """Random weights only by choice: `predict` refuses to run them unless `--random-weights` asks for them, and
+    the other commands warn on stderr."""
+    model_name, _, tag = args.name.partition(".")
+    given = tag or args.weights
+    if given and args.random_weights:
+        raise ValueError(f"--random-weights contradicts the weights {given!r}; pass one or the other.")
+    if given or args.random_weights:
+        return
+    tags = applications.model_info(model_name).weight_tags
+    named = ", ".join(f"{model_name}.{t}" for t in tags)
+    if args.command == "predict":
+        where = f"name a tag ({named}) or pass --weights FILE"
+        if not tags:
+            where = f"no pretrained weights are registered for {model_name}, so pass --weights FILE"
+        raise ValueError(
+            f"predict needs trained weights: {where}; --random-weights runs random weights on purpose (the scores "
+            "then mean nothing)."
+        )
+    known = f"its pretrained weights: {named}" if tags else f"no pretrained weights are registered for {model_name}"
+    print(
+        f"warning: {args.command} runs {model_name} with random weights ({known}). Name a tag or pass --weights "
+        "for trained weights, or --random-weights to choose random weights without this warning.",
+        file=sys.stderr,
+    )
 
 
 def _positive(text):
@@ -279,6 +317,7 @@ def _predict(args):
             f"predict classifies image files, and {info.name} is {_a(info.kind)} model, whose inputs are no image "
             f"file: build them as its card says and call applications.load({info.name!r}).predict(inputs)."
         )
+    _check_weights_choice(args)
     info, size, tag, files, batch = _prepared(args.name, args.weights, args.size, args.images)
     model = applications.load(args.name, weights=args.weights, input_shape=(size, size, 3), progress=True)
     scores = np.asarray(model.predict_on_batch(batch))
@@ -300,6 +339,7 @@ def _export(args):
     out = Path(args.out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"Output folder '{out.parent}' does not exist.")
+    _check_weights_choice(args)
     info, size, _, _, calibration = _prepared(args.name, args.weights, args.size, args.representative)
     from keras_hyper.export import export_litert, export_onnx
 
@@ -353,6 +393,7 @@ def _benchmark(args):
     if card is not None and not Path(card).is_file():
         # checked before the run, which takes minutes, rather than after it
         raise FileNotFoundError(f"Model card '{card}' does not exist; write the card before recording speed in it.")
+    _check_weights_choice(args)
     result = bench.benchmark(
         args.name,
         batch=args.batch,

@@ -53,7 +53,9 @@ class ZooBackbone(keras_hub.models.FeaturePyramidBackbone):
 
     def get_config(self):
         config = super().get_config()
-        config.update(model_name=self.model_name, load_kwargs=self.load_kwargs, image_shape=self.image_shape)
+        # weights=None: a reloaded backbone is built without weights (the saved file brings them), silently
+        load_kwargs = {**self.load_kwargs, "weights": None}
+        config.update(model_name=self.model_name, load_kwargs=load_kwargs, image_shape=self.image_shape)
         return config
 
 

@@ -142,9 +142,11 @@ def test_debug_shows_the_traceback(capsys, argv):
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("error: Unknown model 'nope'")
 
 
-def test_predict_without_weights_prints_class_indices(capsys, images):
-    code, out, err = run(capsys, "predict", "inceptionnext_atto", *map(str, images), "--size", "64", "--top", "3")
+def test_predict_with_random_weights_prints_class_indices(capsys, images):
+    argv = ["predict", "inceptionnext_atto", *map(str, images), "--size", "64", "--top", "3", "--random-weights"]
+    code, out, err = run(capsys, *argv)
     assert code == 0, err
+    assert "random weights" not in err  # asked for: nothing to warn about
     lines = out.splitlines()
     assert [lines[0], lines[4]] == [str(images[0]), str(images[1])]
     for block in (lines[1:4], lines[5:8]):
@@ -163,9 +165,33 @@ def test_predict_with_a_tag_prints_its_labels(capsys, images):
     assert all(line.split(None, 1)[1] in [str(d) for d in range(10)] for line in lines[1:])
 
 
+@pytest.mark.once
+def test_predict_refuses_random_weights_unless_asked(capsys, images):
+    code, out, err = run(capsys, "predict", "inceptionnext_atto", str(images[0]))
+    assert (code, out) == (2, "")
+    tags = "inceptionnext_atto.sail_in1k, inceptionnext_atto.digits"
+    assert err.startswith(f"error: predict needs trained weights: name a tag ({tags}) or pass --weights FILE;")
+    assert "--random-weights" in err
+    code, _, err = run(capsys, "predict", "inceptionnext_atto.digits", str(images[0]), "--random-weights")
+    assert code == 2 and err.startswith("error: --random-weights contradicts the weights 'digits'")
+
+
+@pytest.mark.once
+def test_export_warns_about_random_weights(capsys, tmp_path, monkeypatch):
+    import keras_hyper.export
+
+    # the export itself is tested in tests/export; here only what the command says before it
+    monkeypatch.setattr(keras_hyper.export, "export_onnx", lambda model, out, **options: f"exported {model.name}")
+    argv = ["export", "inceptionnext_atto", "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--size", "32"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert out.startswith("exported inceptionnext_atto")
+    assert err.startswith("warning: export runs inceptionnext_atto with random weights (its pretrained weights: ")
+
+
 def test_predict_names_a_missing_image(capsys, images, tmp_path):
     missing = tmp_path / "missing.png"
-    code, out, err = run(capsys, "predict", "inceptionnext_atto", str(images[0]), str(missing))
+    code, out, err = run(capsys, "predict", "inceptionnext_atto", str(images[0]), str(missing), "--random-weights")
     assert (code, out) == (2, "")
     assert err == f"error: Image '{missing}' does not exist.\n"
 
@@ -173,7 +199,7 @@ def test_predict_names_a_missing_image(capsys, images, tmp_path):
 def test_predict_names_an_unreadable_image(capsys, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
-    code, _, err = run(capsys, "predict", "inceptionnext_atto", str(broken))
+    code, _, err = run(capsys, "predict", "inceptionnext_atto", str(broken), "--random-weights")
     assert code == 2
     assert err.startswith(f"error: Cannot read image '{broken}'")
 
@@ -214,6 +240,7 @@ def test_benchmark_records_in_the_card(capsys, tmp_path):
     assert code == 0, err
     assert "| inference img/s |" in out and f"recorded in {card}" in out
     assert "keras-hyper inceptionnext_atto" in err  # progress goes to stderr
+    assert err.startswith("warning: benchmark runs inceptionnext_atto with random weights")
     backend = keras.backend.backend()
     speed = card.read_text().split("## Speed", 1)[1]
     assert f"| inceptionnext_atto | {backend} | 1 | 64 |" in speed

@@ -1,22 +1,35 @@
 """`load()`: a registered model by name, with weights by tag, by file, or none."""
 
 import inspect
+import warnings
 from pathlib import Path
-
-import keras
 
 from keras_hyper.applications import registry
 from keras_hyper.models._base import APP_ARGS
 from keras_hyper.weights import files as weights_lib
 
 
-def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
+class _NotGiven:
+    """`load`'s default for `weights`: random initialisation, with a warning where the model has pretrained tags
+    (an explicit `weights=None` is the same without the warning)."""
+
+    def __repr__(self):
+        return "None"
+
+
+NOT_GIVEN = _NotGiven()
+
+
+def load(name, *, weights=NOT_GIVEN, reset_head=False, progress=True, **kwargs):
     """Builds a registered model, optionally with weights.
 
     Args:
         name: a registered model name (`list_models()`), optionally with a weights tag: `"model.tag"`.
         weights: None (random init), a tag of `model_info(name).weight_tags`, `"imagenet"` (the model's
             ImageNet-1k tag), or a local file (`.weights.h5`, `.keras`, `.safetensors`, `.pth/.pt/.bin`, `.npz`).
+            Left out, the model is randomly initialised too, with a warning naming its pretrained tags if it has
+            any: pass `weights=None` to choose random weights without it. A file's head sets `num_classes` when
+            it is not given (an explicit different count is an error), as a tag's does.
         reset_head: with pretrained weights and `include_top=True`, load everything but the final classifier,
             which is freshly initialised with `num_classes` outputs: the way to fine-tune on new classes.
             Without it, `num_classes` must equal the pretrained head's.
@@ -36,6 +49,22 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
     """
     if not isinstance(name, str):
         raise TypeError(f"A model name must be a string, got {name!r}.")
+    model_name, _, tag = name.partition(".")
+    random_by_default = weights is NOT_GIVEN and not tag
+    model = _load(name, None if weights is NOT_GIVEN else weights, reset_head, progress, kwargs)
+    if random_by_default and weights_lib.tags(model_name):
+        # after the build, so that a call refused for its arguments does not warn as well
+        tags = ", ".join(repr(t) for t in weights_lib.tags(model_name))
+        warnings.warn(
+            f"load({model_name!r}) built {model_name} with random weights, although pretrained weights exist "
+            f"(tags {tags}). Pass weights='<tag>' (or load('{model_name}.<tag>')) for them, or weights=None to "
+            "choose random weights without this warning.",
+            stacklevel=2,
+        )
+    return model
+
+
+def _load(name, weights, reset_head, progress, kwargs):
     model_name, _, tag = name.partition(".")
     arch, variant = registry.lookup(model_name)
     if tag:
@@ -66,24 +95,10 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
     if entry is not None:
         _check_against_entry(entry, builder_kwargs, include_top, reset_head)
     if weights is not None:
-        channels = _channels(builder_kwargs)
-        if channels not in (None, 3):
-            raise ValueError(
-                f"Pretrained weights {weights!r} expect 3-channel (RGB) input, but the input has {channels} "
-                "channels. Build without weights, or convert the images to RGB."
-            )
+        _check_rgb(weights, builder_kwargs)
 
     if weights is None:
         return arch.builder(**builder_kwargs)
-    if path is not None and path.name.endswith(".weights.h5"):
-        if reset_head or not include_top:
-            raise ValueError(
-                f"A .weights.h5 file ('{path}') loads only into a model of its own structure; to drop or reset the "
-                "head, load the model it came from and save it as .keras, then pass that file."
-            )
-        model = arch.builder(**builder_kwargs)
-        weights_lib.load_file(model, path)
-        return model
 
     arch_kwargs = {k: v for k, v in builder_kwargs.items() if k not in APP_ARGS}
 
@@ -101,23 +116,82 @@ def load(name, *, weights=None, reset_head=False, progress=True, **kwargs):
         weights_lib.load_file(full, weights_lib.resolve(entry, progress))
     elif entry is not None:
         full = weights_lib.converted(weights_lib.resolve(entry, progress), arch, build_full, arch_kwargs, progress)
+    elif path.name.endswith(".weights.h5"):
+        model, full = _from_weights_h5(arch, path, build_full, builder_kwargs, include_top, reset_head)
+        if model is not None:
+            return model
     elif path.name.endswith(".keras"):
-        full = keras.saving.load_model(str(path), compile=False)
+        full = weights_lib.read_keras(path)
     else:
         full = weights_lib.converted(path, arch, build_full, arch_kwargs, progress)
 
     if include_top and not reset_head and entry is None:
+        if arch.classifier not in {layer.name for layer in full.layers}:
+            raise _headless(path)
         pretrained = full.get_layer(arch.classifier).units
         # A file's head sets the default, as a tag's does.
         num_classes = builder_kwargs.setdefault("num_classes", pretrained)
         if num_classes != pretrained:
-            raise ValueError(
-                f"num_classes={num_classes} does not match the {pretrained}-class head of '{path}'. Pass "
-                f"num_classes={pretrained}, include_top=False to drop the head, or reset_head=True to re-initialise it."
-            )
+            raise _head_mismatch(num_classes, pretrained, path)
     model = arch.builder(**builder_kwargs)
     weights_lib.transfer(full, model, skip=(arch.classifier,) if reset_head else ())
     return model
+
+
+def _from_weights_h5(arch, path, build_full, builder_kwargs, include_top, reset_head):
+    """A `.weights.h5` file's weights in a model: `(model, None)` when the requested model has the file's
+    structure (its head sized as the file's unless `num_classes` says otherwise, which is an error), else
+    `(None, full)`, the file's full model for `transfer` to take the weights from.
+
+    The file holds no configuration: its class count is the last axis of the classifier's kernel, found where
+    Keras stores that layer for a model of this structure with any head size.
+    """
+    if include_top and not reset_head:
+        model = arch.builder(**builder_kwargs)
+        classes = weights_lib.saved_classes(path, model, arch.classifier)
+        if classes is None:
+            _raise_without_head(arch, path, builder_kwargs)
+        if classes != model.get_layer(arch.classifier).units:
+            if "num_classes" in builder_kwargs:
+                raise _head_mismatch(builder_kwargs["num_classes"], classes, path)
+            model = arch.builder(**builder_kwargs, num_classes=classes)
+        weights_lib.load_file(model, path)
+        return model, None
+    probe = build_full(builder_kwargs.get("num_classes") or arch.num_classes)
+    classes = weights_lib.saved_classes(path, probe, arch.classifier)
+    if classes is None:
+        if include_top:
+            _raise_without_head(arch, path, builder_kwargs)
+        # a file saved without its head loads into a headless model of its own structure
+        model = arch.builder(**builder_kwargs)
+        weights_lib.load_file(model, path)
+        return model, None
+    full = probe if classes == probe.get_layer(arch.classifier).units else build_full(classes)
+    weights_lib.load_file(full, path)
+    return None, full
+
+
+def _head_mismatch(num_classes, pretrained, path):
+    return ValueError(
+        f"num_classes={num_classes} does not match the {pretrained}-class head of '{path}'. Pass "
+        f"num_classes={pretrained}, include_top=False to drop the head, or reset_head=True to re-initialise it."
+    )
+
+
+def _raise_without_head(arch, path, builder_kwargs):
+    """A file with no classifier where this model has one: either it was saved without its head or it is another
+    model's; loading it into this model's trunk tells which, for the error to say."""
+    trunk = arch.builder(**{**builder_kwargs, "include_top": False, "pooling": None})
+    weights_lib.load_file(trunk, path)  # raises "does not fit" for another architecture or configuration
+    raise _headless(path)
+
+
+def _headless(path):
+    return ValueError(
+        f"Weights file '{path}' holds no classification head (it was saved from a model built with "
+        "include_top=False or features_only=True): load it with include_top=False, or with the features_only "
+        "arguments it was saved with."
+    )
 
 
 def _load_headless(arch, builder_kwargs, entry, path, reset_head, progress):
@@ -165,8 +239,22 @@ def _check_against_entry(entry, builder_kwargs, include_top, reset_head):
         builder_kwargs["input_shape"] = (entry.input_size, entry.input_size, 3)
 
 
-def _channels(builder_kwargs):
+def _check_rgb(weights, builder_kwargs):
+    """Pretrained image weights take channels-last RGB input: `(height, width, 3)`."""
     if builder_kwargs.get("input_tensor") is not None:
-        return builder_kwargs["input_tensor"].shape[-1]
-    shape = builder_kwargs.get("input_shape")
-    return None if shape is None else tuple(shape)[-1]
+        shape = tuple(builder_kwargs["input_tensor"].shape[1:])
+    elif builder_kwargs.get("input_shape") is not None:
+        shape = tuple(builder_kwargs["input_shape"])
+    else:
+        return
+    if len(shape) == 3 and shape[-1] != 3 and shape[0] in (1, 3):
+        raise ValueError(
+            f"Input shape {shape} looks channels-first, but keras-hyper models are channels_last: (height, width, "
+            f"channels), whatever keras.config.image_data_format() is. Pass {shape[1:] + shape[:1]} and feed "
+            "images as (batch, height, width, channels), e.g. np.moveaxis(images, 1, -1)."
+        )
+    if shape[-1] not in (None, 3):
+        raise ValueError(
+            f"Pretrained weights {weights!r} expect 3-channel (RGB) input, but the input has {shape[-1]} "
+            "channels. Build without weights, or convert the images to RGB."
+        )

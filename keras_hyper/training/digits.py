@@ -64,6 +64,7 @@ def train(out, epochs=RECIPE["epochs"], verbose=1):
     x_test, y_test = splits["test"]
     model = applications.load(
         MODEL,
+        weights=None,  # trained from scratch
         num_classes=10,
         input_shape=(SIZE, SIZE, 3),
         include_preprocessing=False,
@@ -103,7 +104,9 @@ def save_inference_weights(model, out):
     from keras_hyper import applications
     from keras_hyper.weights import files as weights_lib
 
-    clean = applications.load(MODEL, num_classes=10, input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    clean = applications.load(
+        MODEL, weights=None, num_classes=10, input_shape=(SIZE, SIZE, 3), classifier_activation=None
+    )
     weights_lib.transfer(model, clean)
     clean.save_weights(out)
 

@@ -14,10 +14,13 @@ import hashlib
 import importlib.resources
 import json
 import os
+import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Optional
 
+import h5py
 import keras
 import numpy as np
 from tqdm.auto import tqdm
@@ -112,13 +115,15 @@ def load_file(model, path, *, arch=None) -> None:
     """Loads a weight file into `model`, which must have the file's structure (same head included).
 
     `.weights.h5` and `.keras` files come from keras-hyper models; PyTorch checkpoints (`.pth/.pt/.bin`,
-    read with `weights_only=True`), `.safetensors` and `.npz` state dicts go through `arch.convert`.
+    read with `weights_only=True`), `.safetensors` and `.npz` state dicts go through `arch.convert`. A file
+    that cannot be read at all (truncated, not HDF5 / not a zip archive) raises a ValueError that says so.
     """
     path = Path(path).expanduser()
     suffix = _suffix(path)
     if not path.is_file():
         raise FileNotFoundError(f"Weights file '{path}' does not exist.")
     if suffix == ".weights.h5":
+        h5_shapes(path)  # an unreadable file is reported as such, not as one that does not fit
         try:
             # Keras only warns when it skips part of a file and leaves those variables as initialised; here
             # that is an error, since a half-loaded model looks loaded.
@@ -128,6 +133,8 @@ def load_file(model, path, *, arch=None) -> None:
             skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
             if skipped:
                 raise ValueError("; ".join(skipped))
+        except OSError as err:  # h5py failing to read a dataset the file's index announces
+            raise _corrupt(path, err) from err
         except Exception as err:  # keras raises several types for a structure mismatch
             raise ValueError(
                 f"Weights file '{path}' does not fit model '{model.name}': {err}. A .weights.h5 file loads only "
@@ -135,11 +142,76 @@ def load_file(model, path, *, arch=None) -> None:
                 "re-initialise the head."
             ) from err
     elif suffix == ".keras":
-        transfer(keras.saving.load_model(str(path), compile=False), model)
+        transfer(read_keras(path), model)
     else:
         if arch is None:
             raise ValueError(f"Converting '{path}' needs the architecture's converter; none was given.")
         arch.convert(checkpoint.read_checkpoint(path), model)
+
+
+def _corrupt(path, err) -> ValueError:
+    return ValueError(f"Weights file '{path}' is corrupt or truncated: {err}. Save or download it again.")
+
+
+def h5_shapes(path) -> dict:
+    """`{dataset path: shape}` of a `.weights.h5` file; a file that HDF5 cannot read raises a ValueError that
+    names it as corrupt or truncated."""
+    shapes = {}
+    try:
+        with h5py.File(path, "r") as file:
+            file.visititems(lambda key, item: shapes.update({key: item.shape}) if hasattr(item, "shape") else None)
+    except Exception as err:  # h5py raises OSError for most damage, and other types for some
+        raise _corrupt(path, err) from err
+    return shapes
+
+
+def _snake_case(name):
+    # keras/src/utils/naming.py to_snake_case, which names a layer's group in a weights file
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def h5_groups(model) -> dict:
+    """`{layer name: its group in model.save_weights' file}`. Keras addresses a functional model's layers by
+    their class and their rank among the model's layers of that class (`layers/dense_3`), not by their names
+    (keras/src/saving/saving_lib.py, `_save_container_state`)."""
+    used, groups = {}, {}
+    for layer in model.layers:
+        base = _snake_case(type(layer).__name__)
+        rank = used[base] = used.get(base, -1) + 1
+        groups[layer.name] = f"layers/{base}_{rank}" if rank else f"layers/{base}"
+    return groups
+
+
+def saved_classes(path, model, classifier) -> Optional[int]:
+    """The class count of the head stored in a `.weights.h5` file: the last axis of the kernel of `classifier`
+    (a layer of `model`, which has the file's structure up to the head's size); None when the file holds no
+    such layer (a model saved without its head). A kernel of other input axes there means another model."""
+    group = f"{h5_groups(model)[classifier]}/vars/0"
+    stored = h5_shapes(path).get(group)
+    if stored is None:
+        return None
+    ours = tuple(model.get_layer(classifier).weights[0].shape)
+    if tuple(stored[:-1]) != ours[:-1]:
+        raise ValueError(
+            f"Weights file '{path}' does not fit model '{model.name}': where Keras stores its classifier "
+            f"'{classifier}' (kernel {ours}, '{group}'), the file holds a {tuple(stored)} kernel. It was saved from "
+            "another architecture or configuration; build the model with the arguments it was saved with."
+        )
+    return int(stored[-1])
+
+
+def read_keras(path):
+    """The model of a `.keras` file; a damaged archive raises a ValueError that names it as corrupt."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member and checks its CRC
+        if bad is not None:
+            raise zipfile.BadZipFile(f"member {bad!r} fails its CRC check")
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise _corrupt(path, err) from err
+    return keras.saving.load_model(str(path), compile=False)
 
 
 def transfer(source, target, *, skip=()) -> None:

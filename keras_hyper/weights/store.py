@@ -2,7 +2,9 @@
 
 Files are cached under `home()` (`$KERAS_HYPER_HOME`, default `~/.keras/keras_hyper`). Every file is written
 through `atomic_path`, so the cache never holds a partial or unverified file under its final name, and
-downloads pinned by a sha256 digest are verified before they are kept.
+downloads pinned by a sha256 digest are verified before they are kept. A file with no pinned digest is trusted
+on first use, announced: its sha256 is printed and recorded next to it (`<file>.sha256`, in `sha256sum`
+format), and every later use is verified against that record, so a file that changes in the cache is refused.
 
 Set `KERAS_HYPER_OFFLINE=1` to never touch the network: `fetch` then only returns files already in the cache
 (or local files) and otherwise says where to put the file by hand.
@@ -14,6 +16,7 @@ import http.client
 import os
 import re
 import secrets
+import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -84,7 +87,9 @@ def fetch(
         url: an `http://`, `https://` or `file://` URL, or a local path. A local path is returned as it is
             (after the sha256 check when `sha256` is given); nothing is copied.
         sha256: the expected hex digest. A cached file is re-downloaded when it does not match, and a
-            download is discarded when it does not match.
+            download is discarded when it does not match. Without one, the first file cached under this name
+            is trusted, announced on stderr with its sha256, which is recorded in `<file>.sha256`; later calls
+            refuse the cached file if it no longer matches that record.
         filename: the name in the cache; defaults to the last component of the URL's path. Pass one when
             several URLs share a basename (e.g. `model.safetensors`).
         subdir: the cache folder under `home()`.
@@ -95,7 +100,8 @@ def fetch(
         `home()/subdir/filename`, or the local path itself.
 
     Raises:
-        WeightsIntegrityError: the file does not match `sha256`.
+        WeightsIntegrityError: the file does not match `sha256`, or (no `sha256`) a cached file no longer
+            matches the digest recorded when it was first used.
         DownloadError: the download failed (the cache then holds neither the file nor a partial copy).
         FileNotFoundError: a local path does not exist, or `KERAS_HYPER_OFFLINE=1` and the file is not cached.
         ValueError: a malformed `sha256`, an unsupported URL scheme, or no usable file name.
@@ -112,7 +118,7 @@ def fetch(
     actual = None
     if dest.is_file():
         if expected is None:
-            return dest
+            return _trusted(dest, url)
         actual = sha256_file(dest)
         if actual == expected:
             return dest
@@ -131,13 +137,59 @@ def fetch(
 
     # a stale copy is useless whatever happens next; dropping it keeps a failed refresh from leaving it behind
     dest.unlink(missing_ok=True)
+    record_path(dest).unlink(missing_ok=True)
     with atomic_path(dest) as temp:
         actual = _download(url, temp, dest, progress=progress, timeout=timeout)
         if expected is not None and actual != expected:
             raise WeightsIntegrityError(
                 f"sha256 mismatch for {url}: expected {expected}, got {actual}; the download was discarded"
             )
+    if expected is None:
+        _record(dest, actual, url)
     return dest
+
+
+def record_path(path: str | os.PathLike) -> Path:
+    """Where the sha256 of a cached file with no pinned digest is recorded: `<file>.sha256`."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.sha256")
+
+
+def _trusted(dest: Path, url: str) -> Path:
+    """A cached file with no pinned digest: verified against its record, or recorded now (its first use)."""
+    record = record_path(dest)
+    actual = sha256_file(dest)
+    if not record.is_file():
+        # a file put in the cache by hand, or cached before records existed: this is its first use
+        _record(dest, actual, url)
+        return dest
+    fields = record.read_text().split()
+    recorded = fields[0].lower() if fields else ""
+    if not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        raise WeightsIntegrityError(
+            f"'{record}' should hold the sha256 of '{dest}' but holds {record.read_text()[:80]!r}. Delete it to "
+            "trust the cached file as it is now, or delete both files to download it again."
+        )
+    if actual != recorded:
+        raise WeightsIntegrityError(
+            f"The cached file '{dest}' ({url}) has sha256 {actual}, but sha256 {recorded} was recorded in "
+            f"'{record}' when it was first used: the file changed since. If you replaced it on purpose, delete "
+            f"'{record}' to trust the new file; otherwise delete '{dest}' and '{record}' to download it again."
+        )
+    return dest
+
+
+def _record(dest: Path, digest: str, url: str) -> None:
+    """Trust on first use, announced: print the digest and record it next to the file (`sha256sum` format)."""
+    record = record_path(dest)
+    with atomic_path(record) as temp:
+        temp.write_text(f"{digest}  {dest.name}\n")
+    print(
+        f"keras-hyper: {url} has no published sha256, so '{dest}' is trusted on first use: sha256 {digest} "
+        f"(recorded in '{record}'; later loads are verified against it). Compare it with the publisher's "
+        "checksum if there is one.",
+        file=sys.stderr,
+    )
 
 
 def _check_digest(sha256: str | None) -> str | None:

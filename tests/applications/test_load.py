@@ -2,6 +2,7 @@
 no file behind in the cache."""
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -14,6 +15,8 @@ from keras_hyper.weights import files as weights_lib
 from keras_hyper.weights import store
 
 TINY = dict(inceptionnext.ARCH.testing.tiny)
+# the tiny network under a registered name, with the name's default head: cheap to build again and again
+SMALL = {k: v for k, v in TINY.items() if k != "num_classes"}
 
 
 def _cache_files():
@@ -154,6 +157,40 @@ def test_truncated_checkpoint_is_a_clear_error(local_tag):
     assert not any(str(p).startswith("converted") for p in _cache_files())
 
 
+@pytest.mark.once
+def test_an_unpinned_tag_is_trusted_on_first_use_and_a_changed_file_refused(local_tag, tmp_path, capsys):
+    """The reported hole: a random same-shape checkpoint put where the official one was cached was accepted."""
+    torch = pytest.importorskip("torch")
+    import timm
+
+    source, register = local_tag
+    register(sha256=None)
+    applications.load("inceptionnext_atto.local")
+    digest = store.sha256_file(source)
+    assert f"trusted on first use: sha256 {digest}" in capsys.readouterr().err
+    cached = store.home() / "downloads" / "inceptionnext_atto.local.pth"
+    assert store.record_path(cached).read_text().split()[0] == digest
+
+    torch.save(timm.create_model("inception_next_atto", num_classes=4).state_dict(), cached)
+    with pytest.raises(store.WeightsIntegrityError, match=f"sha256 {digest} was recorded"):
+        applications.load("inceptionnext_atto.local")
+
+
+@pytest.mark.once
+def test_random_weights_are_a_visible_choice(sequence_arch):
+    """Leaving weights out of a model that has pretrained ones warns; weights=None chooses random weights."""
+    message = r"built inceptionnext_atto with random weights, although pretrained weights exist \(tags 'sail_in1k', "
+    message += r"'digits'\).*weights=None"
+    with pytest.warns(UserWarning, match=message):
+        applications.load("inceptionnext_atto", **SMALL, input_shape=(32, 32, 3))
+    with pytest.warns(UserWarning, match=message):
+        applications.InceptionNeXtAtto(**SMALL, input_shape=(32, 32, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        applications.load("inceptionnext_atto", **SMALL, weights=None, input_shape=(32, 32, 3))
+        applications.load("toy_sequence")  # no pretrained weights to point to
+
+
 def test_tag_head_must_match_num_classes(local_tag):
     _, register = local_tag
     register()
@@ -185,33 +222,86 @@ def test_checkpoint_of_another_architecture(tmp_path):
     assert _cache_files() == []
 
 
+def _small(**kwargs):
+    """The tiny network under a registered name, at 32 px: `load` with its arguments."""
+    return applications.load("inceptionnext_atto", **SMALL, input_shape=(32, 32, 3), **kwargs)
+
+
 def test_local_files(tmp_path):
-    model = applications.load("inceptionnext_atto", num_classes=3, input_shape=(32, 32, 3))
+    model = _small(weights=None, num_classes=3)
     x = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype("float32")
-    model.save_weights(tmp_path / "m.weights.h5")
-    model.save(tmp_path / "m.keras")
-    again = applications.load(
-        "inceptionnext_atto", weights=str(tmp_path / "m.weights.h5"), num_classes=3, input_shape=(32, 32, 3)
-    )
+    h5, keras_file = str(tmp_path / "m.weights.h5"), str(tmp_path / "m.keras")
+    model.save_weights(h5)
+    model.save(keras_file)
+    # the file's head sets the default number of classes, for .weights.h5 files as for .keras and .pth ones
+    again = _small(weights=h5)
+    assert again.output_shape == (None, 3)
     np.testing.assert_array_equal(to_numpy(again(x)), to_numpy(model(x)))
-    trunk = applications.load(
-        "inceptionnext_atto", weights=str(tmp_path / "m.keras"), include_top=False, input_shape=(32, 32, 3)
-    )
-    assert trunk.output_shape == (None, 1, 1, 320)
-    with pytest.raises(ValueError, match="does not fit"):
-        applications.load("inceptionnext_atto", weights=str(tmp_path / "m.weights.h5"), input_shape=(32, 32, 3))
+    assert _small(weights=keras_file).output_shape == (None, 3)
+    assert _small(weights=keras_file, include_top=False).output_shape == (None, 1, 1, 64)
+    for path in (h5, keras_file):  # an explicit other number is refused
+        with pytest.raises(ValueError, match=f"num_classes=5 does not match the 3-class head of '{path}'"):
+            _small(weights=path, num_classes=5)
+    with pytest.raises(ValueError, match="does not fit"):  # a file of another configuration
+        applications.load("inceptionnext_atto", **{**SMALL, "dims": (16, 32, 48, 80)}, weights=h5)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         applications.load("inceptionnext_atto", weights=str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match="expected a file ending"):
         weights_lib.load_file(model, tmp_path / "m.onnx")
-    # the file's head sets the default number of classes; an explicit other number is refused
-    assert applications.load(
-        "inceptionnext_atto", weights=str(tmp_path / "m.keras"), input_shape=(32, 32, 3)
-    ).output_shape == (None, 3)
-    with pytest.raises(ValueError, match="3-class head"):
-        applications.load(
-            "inceptionnext_atto", weights=str(tmp_path / "m.keras"), num_classes=5, input_shape=(32, 32, 3)
-        )
+
+
+@pytest.mark.once
+def test_weights_h5_files_drop_or_reset_the_head_as_checkpoints_do(tmp_path):
+    model = _small(weights=None, num_classes=3)
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    trunk = _small(weights=path, include_top=False)
+    assert trunk.output_shape == (None, 1, 1, 64)
+    assert list(_small(weights=path, features_only=True).output) == ["P2", "P3", "P4", "P5"]
+    fresh = _small(weights=path, num_classes=7, reset_head=True)
+    assert fresh.output_shape == (None, 7)
+    # the trunk and the head's MLP come from the file; only the final classifier is new
+    for name in ("stem-0", "head-fc1"):
+        for ours, theirs in zip(fresh.get_layer(name).get_weights(), model.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+
+    # a file saved without the head loads into a model without one, and says so to a model with one
+    headless = str(tmp_path / "trunk.weights.h5")
+    trunk.save_weights(headless)
+    assert _small(weights=headless, include_top=False).output_shape == (None, 1, 1, 64)
+    with pytest.raises(ValueError, match="holds no classification head"):
+        _small(weights=headless)
+
+
+@pytest.mark.once
+def test_a_corrupt_weights_file_is_named_as_corrupt(tmp_path):
+    model = _small(weights=None, num_classes=3)
+    model.save_weights(tmp_path / "m.weights.h5")
+    model.save(tmp_path / "m.keras")
+    h5, archive = (tmp_path / "m.weights.h5").read_bytes(), (tmp_path / "m.keras").read_bytes()
+    flipped = bytearray(archive)
+    flipped[len(flipped) // 2] ^= 0xFF  # the archive's index intact, a member failing its checksum
+    damaged = {
+        "truncated.weights.h5": h5[: len(h5) // 2],
+        "junk.weights.h5": b"not HDF5 at all" * 100,
+        "truncated.keras": archive[: len(archive) // 2],
+        "flipped.keras": bytes(flipped),
+    }
+    for name, body in damaged.items():
+        path = tmp_path / name
+        path.write_bytes(body)
+        with pytest.raises(ValueError, match=f"Weights file '{path}' is corrupt or truncated"):
+            _small(weights=str(path))
+        with pytest.raises(ValueError, match="corrupt or truncated"):
+            weights_lib.load_file(model, path)
+
+
+@pytest.mark.once
+def test_channels_first_input_with_pretrained_weights_is_refused():
+    with pytest.raises(ValueError, match=r"\(3, 32, 32\) looks channels-first.*channels_last.*Pass \(32, 32, 3\)"):
+        applications.load("inceptionnext_atto.digits", input_shape=(3, 32, 32))
+    with pytest.raises(ValueError, match="channels_last"):
+        applications.load("inceptionnext_atto.digits", input_tensor=keras.Input((3, 32, 32)))
 
 
 def _sequence_model(units=4, name="toy_sequence"):

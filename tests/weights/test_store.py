@@ -214,3 +214,64 @@ def test_atomic_path_failure(tmp_path, error):
             temp.write_bytes(b"partial")
             raise error()
     assert files(tmp_path) == [final] and final.read_bytes() == b"old"
+
+
+# Files with no pinned sha256 (most official checkpoints publish none): trusted on first use, announced, and
+# verified against the recorded digest from then on.
+
+
+def _source(tmp_path, body=BODY):
+    source = tmp_path / "served" / "w.bin"
+    source.parent.mkdir(exist_ok=True)
+    source.write_bytes(body)
+    return source
+
+
+@pytest.mark.once
+def test_unpinned_download_is_trusted_on_first_use_and_recorded(tmp_path, cache, capsys):
+    url = _source(tmp_path).as_uri()
+    path = store.fetch(url, progress=False)
+    record = cache / "downloads" / "w.bin.sha256"
+    assert files(cache) == [path, record]
+    assert record.read_text() == f"{DIGEST}  w.bin\n"  # sha256sum's format: `sha256sum -c` checks it
+    err = capsys.readouterr().err
+    assert "trusted on first use" in err and DIGEST in err and str(record) in err
+
+    assert store.fetch(url, progress=False) == path
+    assert capsys.readouterr().err == ""  # verified against the record, silently
+
+
+@pytest.mark.once
+def test_a_changed_unpinned_file_is_refused(tmp_path, cache):
+    url = _source(tmp_path).as_uri()
+    path = store.fetch(url, progress=False)
+    path.write_bytes(b"a file put in its place")
+    forged = hashlib.sha256(b"a file put in its place").hexdigest()
+    with pytest.raises(store.WeightsIntegrityError) as info:
+        store.fetch(url, progress=False)
+    message = str(info.value)
+    assert DIGEST in message and forged in message and "delete" in message and f"{path}.sha256" in message
+    assert path.read_bytes() == b"a file put in its place"  # refused, not silently replaced
+
+    # the reset the message names: delete both, and the next fetch downloads and records again
+    path.unlink()
+    store.record_path(path).unlink()
+    assert store.fetch(url, progress=False).read_bytes() == BODY
+
+
+@pytest.mark.once
+def test_a_file_put_in_the_cache_by_hand_is_announced(tmp_path, cache, monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_HYPER_OFFLINE", "1")
+    url = "https://example.invalid/w.bin"
+    dest = cache / "downloads" / "w.bin"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(BODY)
+    assert store.fetch(url, progress=False) == dest
+    assert DIGEST in capsys.readouterr().err
+    assert store.record_path(dest).read_text().split()[0] == DIGEST
+    dest.write_bytes(b"changed")
+    with pytest.raises(store.WeightsIntegrityError, match="changed since"):
+        store.fetch(url, progress=False)
+    store.record_path(dest).write_text("not a digest")
+    with pytest.raises(store.WeightsIntegrityError, match="should hold the sha256"):
+        store.fetch(url, progress=False)
