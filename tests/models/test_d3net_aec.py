@@ -1,7 +1,7 @@
 """D3Net AEC (arXiv:2110.00745): the STFT -> dual mask -> iSTFT path (pass-through and echo subtraction), the
-dual-mask formula against numpy complex arithmetic, a short training run on synthetic echo + noise mixtures that
-must improve the held-out SNR, and the builder's argument checks. (Forward, fit step, serialisation, the
-parameter count and LiteRT export are in tests/harness.py.)"""
+dual-mask formula against numpy complex arithmetic, the untrained model's pass-through, a short training run on
+synthetic echo + noise mixtures that must improve the held-out SNR on every backend, and the builder's argument
+checks. (Forward, fit step, serialisation, the parameter count and LiteRT export are in tests/harness.py.)"""
 
 import keras
 import numpy as np
@@ -9,8 +9,6 @@ import pytest
 from testutil import to_numpy
 
 from keras_hyper.models import d3net_aec
-
-BACKEND = keras.backend.backend()
 
 
 def _fixed_masks(model, bias):
@@ -46,22 +44,31 @@ def _snr(reference, estimate):
     return 10 * np.log10(np.sum(reference**2) / np.sum((reference - estimate) ** 2))
 
 
-@pytest.mark.skipif(
-    BACKEND != "tensorflow",
-    reason="one training run is enough and TensorFlow is by far the fastest on CPU for this model (torch ~12x "
-    "slower per step with many small dilated convolutions); the other backends' fit is checked by the harness",
-)
+def test_untrained_model_passes_the_microphone_through():
+    # The cause of the docs' recipe making the SNR worse under JAX (4.0 -> 1.8 dB; TensorFlow 5.3, torch 4.5): with
+    # default-scale mask kernels the untrained model was a random filtering of its input, -4 to -20 dB on these
+    # mixtures depending on the (backend's) random draw, and 4 epochs did not always climb back above the
+    # microphone. Identical initial weights gave identical losses on the three backends.
+    keras.utils.set_random_seed(0)
+    model = d3net_aec.d3net_aec(**dict(d3net_aec.TINY, channels=8, growth_rate=4))
+    x, near = d3net_aec.synthetic_mixtures(4, d3net_aec.TINY["input_length"], seed=2)
+    untrained = to_numpy(model.predict_on_batch(x))
+    assert abs(_snr(near, untrained) - _snr(near, x[..., 0])) < 0.5, (_snr(near, untrained), _snr(near, x[..., 0]))
+
+
 def test_short_training_removes_echo_and_noise():
+    # docs/audio.md's recipe, shortened (16 steps): it must improve the held-out SNR on every backend
     keras.utils.set_random_seed(0)
     config = dict(d3net_aec.TINY, channels=8, growth_rate=4)
     model = d3net_aec.d3net_aec(**config)
-    x, near = d3net_aec.synthetic_mixtures(256, config["input_length"], seed=1)
-    test_x, test_near = d3net_aec.synthetic_mixtures(16, config["input_length"], seed=2)
+    x, near = d3net_aec.synthetic_mixtures(64, config["input_length"], seed=1)
+    test_x, test_near = d3net_aec.synthetic_mixtures(8, config["input_length"], seed=2)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
-    history = model.fit(x, near, batch_size=16, epochs=4, verbose=0).history["loss"]
-    assert history[-1] < 0.5 * history[0]
+    history = model.fit(x, near, batch_size=8, epochs=2, verbose=0).history["loss"]
+    assert history[-1] < history[0]
     enhanced = to_numpy(model.predict_on_batch(test_x))
-    assert _snr(test_near, enhanced) > _snr(test_near, test_x[..., 0]) + 1.0  # held-out mixtures, in dB
+    # measured +1.3..1.8 dB on the three backends, seeds 0 and 1 (before the pass-through init: -0.2..-4.6 dB)
+    assert _snr(test_near, enhanced) > _snr(test_near, test_x[..., 0]) + 0.75  # held-out mixtures, in dB
 
 
 @pytest.mark.parametrize(
