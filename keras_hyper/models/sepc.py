@@ -82,6 +82,17 @@ def upsample_align_corners(x, size):
     return ops.einsum("pw,bhwc->bhpc", cols, x)
 
 
+def _check_halving(sizes):
+    """Each level is the previous one halved rounding up: the stride-2 branch's output must add to the level."""
+    for level in range(1, len(sizes)):
+        expected = tuple(None if s is None else -(-s // 2) for s in sizes[level - 1])
+        if any(a is not None and b is not None and a != b for a, b in zip(sizes[level], expected)):
+            raise ValueError(
+                f"SEPC's pyramid levels must halve rounding up: level {level} is {tuple(sizes[level])}, expected "
+                f"{expected} from level {level - 1} of size {tuple(sizes[level - 1])}."
+            )
+
+
 @keras.saving.register_keras_serializable(package="keras_hyper")
 class PyramidConv(keras.layers.Layer):
     """SEPC's pyramid convolution (the official `PConvModule`) over a list of levels, finest first.
@@ -124,13 +135,7 @@ class PyramidConv(keras.layers.Layer):
     def call(self, inputs, training=None):
         up, same, down = self.convs
         sizes = [static_spatial_size(x, "SEPC's pyramid convolution", "its resizing depends on them") for x in inputs]
-        for level in range(1, len(sizes)):
-            expected = tuple(-(-s // 2) for s in sizes[level - 1])
-            if sizes[level] != expected:
-                raise ValueError(
-                    f"SEPC's pyramid levels must halve rounding up: level {level} is {sizes[level]}, expected "
-                    f"{expected} from level {level - 1} of size {sizes[level - 1]}."
-                )
+        _check_halving(sizes)
         outputs = []
         for level, x in enumerate(inputs):
             deform = level >= DEFORM_FROM_LEVEL
@@ -225,6 +230,8 @@ def sepc_neck(
             f"every level must be at least 3x3 (the head's 3x3 convolutions are unpadded), got {input_shapes!r}."
         )
 
+    if pconv_num:
+        _check_halving(shapes)
     inputs = {key: keras.Input((*shape, out_channels), name=key) for key, shape in zip(input_names, shapes)}
     levels = list(inputs.values())
     for i in range(pconv_num):
