@@ -249,6 +249,24 @@ def sepc_neck(
     return keras.Model(inputs, outputs, name=name)
 
 
+def neck_kwargs(official):
+    """`sepc_neck` arguments from the official constructor's kwargs (an mmdet config's `neck` dict without `type`, or
+    a fixture's `kwargs`): `iBN` becomes `integrated_bn`, `Pconv_num` `pconv_num`, and the official defaults fill
+    what is absent."""
+    known = {"type", "in_channels", "out_channels", "num_outs", "pconv_deform", "lcconv_deform", "iBN", "Pconv_num"}
+    if set(official) - known:
+        raise ValueError(f"unknown official SEPC arguments {sorted(set(official) - known)}; known: {sorted(known)}.")
+    return dict(
+        in_channels=tuple(official.get("in_channels", (256,) * 5)),
+        out_channels=official.get("out_channels", 256),
+        num_outs=official.get("num_outs", 5),
+        pconv_deform=official.get("pconv_deform", False),
+        lcconv_deform=official.get("lcconv_deform", False),
+        integrated_bn=official.get("iBN", False),
+        pconv_num=official.get("Pconv_num", 4),
+    )
+
+
 def sepc_variant(variant, **overrides):
     """One of the official README variants (`VARIANTS`: "PConv", "iBN_PConv", "SEPC_lite", "SEPC") at the official
     width 256 over five levels; `overrides` are further `sepc_neck` arguments (e.g. `out_channels` with a matching

@@ -14,19 +14,6 @@ from keras_hyper.layers import IntegratedBatchNorm
 from keras_hyper.models import sepc
 
 
-def _neck_kwargs(kwargs):
-    """`sepc_neck` arguments of an official SEPC configuration (variants.json / case json `kwargs`)."""
-    return dict(
-        in_channels=kwargs["in_channels"],
-        out_channels=kwargs["out_channels"],
-        num_outs=kwargs["num_outs"],
-        pconv_deform=kwargs["pconv_deform"],
-        lcconv_deform=kwargs["lcconv_deform"],
-        integrated_bn=kwargs["iBN"],
-        pconv_num=kwargs["Pconv_num"],
-    )
-
-
 def _nhwc(x):
     return np.transpose(x, (0, 2, 3, 1))
 
@@ -38,7 +25,7 @@ def test_matches_the_official_sepc(case):
     folder = reference_dir("sepc")
     meta = json.loads((folder / f"{case}.json").read_text())
     shapes = [tuple(s[2:]) for s in meta["input_shapes"]]
-    neck = sepc.sepc_neck(**_neck_kwargs(meta["kwargs"]), input_names=meta["input_names"], input_shapes=shapes)
+    neck = sepc.sepc_neck(**sepc.neck_kwargs(meta["kwargs"]), input_names=meta["input_names"], input_shapes=shapes)
     sepc.convert_sepc(read_checkpoint(folder / f"{case}.npz", prefix="sd/"), neck)
     assert sum(int(np.prod(w.shape)) for w in neck.trainable_weights) == meta["num_params"]
     pconv_out = neck.get_layer(f"Pconvs-{meta['kwargs']['Pconv_num'] - 1}").output
@@ -62,7 +49,7 @@ def test_official_parameter_counts():
     assert set(variants) == set(sepc.VARIANTS)
     for name, variant in variants.items():
         assert count_params(lambda name=name: sepc.sepc_variant(name)) == variant["num_params"], name
-        kwargs = _neck_kwargs(variant["kwargs"])
+        kwargs = sepc.neck_kwargs(variant["kwargs"])
         assert {k: kwargs[k] for k in sepc.VARIANTS[name]} == sepc.VARIANTS[name], name
         assert count_params(lambda kwargs=kwargs: sepc.sepc_neck(**kwargs)) == variant["num_params"], name
 
@@ -126,6 +113,8 @@ def test_rejects_configurations_the_official_neck_cannot_run():
         sepc.sepc_neck((8, 8), 8, 2, pconv_num=1, input_shapes=[(8, 8), (5, 5)])
     with pytest.raises(ValueError, match="static spatial sizes"):
         sepc.upsample_align_corners(keras.KerasTensor((1, None, None, 4)), (4, 4))
+    with pytest.raises(ValueError, match="unknown official SEPC arguments \\['norm_cfg'\\]"):
+        sepc.neck_kwargs({"out_channels": 256, "norm_cfg": None})
     with pytest.raises(ValueError, match="momentum must be in \\[0, 1\\], got 1.5"):
         IntegratedBatchNorm(momentum=1.5)
     # a plain-conv checkpoint lacks the offset convolutions of full SEPC: one error names them
