@@ -78,8 +78,11 @@ def upsample_align_corners(x, size):
         return x
     rows = ops.convert_to_tensor(_align_corners_matrix(size[0], own[0]), x.dtype)
     cols = ops.convert_to_tensor(_align_corners_matrix(size[1], own[1]), x.dtype)
-    x = ops.einsum("oh,bhwc->bowc", rows, x)
-    return ops.einsum("pw,bhwc->bhpc", cols, x)
+    channels = x.shape[-1]
+    # rows: (Ho, Hi) @ (B, Hi, W C); columns: (Wo, Wi) @ (B Ho, Wi, C). Matrix products over a -1 batch, with no
+    # transposes, so that LiteRT converts the any-batch graph too
+    x = ops.reshape(ops.matmul(rows, ops.reshape(x, (-1, own[0], own[1] * channels))), (-1, own[1], channels))
+    return ops.reshape(ops.matmul(cols, x), (-1, size[0], size[1], channels))
 
 
 def _check_halving(sizes):

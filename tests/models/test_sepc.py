@@ -95,6 +95,24 @@ def test_keras_file_round_trip(tmp_path):
         np.testing.assert_allclose(got[key], value, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="LiteRT export is checked in the TensorFlow run")
+def test_exports_to_litert_with_builtin_ops(tmp_path):
+    """Full SEPC (DCNv1, the align-corners upsampling matrices, integrated BN), kept small: one PConv, three levels,
+    exported for any batch size."""
+    pytest.importorskip("ai_edge_litert")
+    from keras_hyper.export import export_litert
+
+    neck = sepc.sepc_variant("SEPC", out_channels=8, pconv_num=1, num_outs=3, input_shapes=[(11, 10), (6, 5), (3, 3)])
+    rng = np.random.default_rng(2)
+    for w in neck.weights:
+        w.assign(rng.normal(size=w.shape).astype("float32") * (0.1 if "offset" in w.path else 0.3) + ("var" in w.path))
+    sample = [rng.normal(size=(1, h, w, 8)).astype("float32") for h, w in ((11, 10), (6, 5), (3, 3))]
+    report = export_litert(neck, tmp_path / "sepc.tflite", sample=sample)
+    assert not any(op.startswith(("Flex", "CUSTOM", "DELEGATE")) for op in report.ops), report.ops
+    scale = max(1.0, max(float(np.abs(v).max()) for v in named_outputs(neck, dict(zip(neck.input, sample))).values()))
+    assert report.max_abs_diff <= 1e-4 * scale, report
+
+
 @pytest.mark.once
 def test_rejects_configurations_the_official_neck_cannot_run():
     with pytest.raises(ValueError, match="in_channels must hold one width per level \\(5, num_outs\\), got 4"):
