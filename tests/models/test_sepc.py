@@ -78,6 +78,13 @@ def test_integrated_bn_pools_every_level_in_training():
     moving_mean, moving_var = to_numpy(bn.moving_mean), to_numpy(bn.moving_variance)
     for x, y in zip(levels, inference):
         np.testing.assert_allclose(y, (x - moving_mean) / np.sqrt(moving_var + 1e-5) * gamma + beta, atol=1e-5)
+    # inside the neck, training reaches every integrated BN (the PConvs' nested ones too)
+    neck = sepc.sepc_variant("iBN_PConv", out_channels=4, pconv_num=1, num_outs=2)
+    neck({"P3": levels[0], "P4": levels[1]}, training=True)
+    for name in ("Pconvs-0", "cbn", "lbn"):
+        layer = neck.get_layer(name)
+        bn = layer.bn if name == "Pconvs-0" else layer
+        assert np.abs(to_numpy(bn.moving_mean)).max() > 0, name
 
 
 @pytest.mark.once
