@@ -257,6 +257,8 @@ def neck_kwargs(official):
     a fixture's `kwargs`): `iBN` becomes `integrated_bn`, `Pconv_num` `pconv_num`, and the official defaults fill
     what is absent."""
     known = {"type", "in_channels", "out_channels", "num_outs", "pconv_deform", "lcconv_deform", "iBN", "Pconv_num"}
+    if official.get("type", "SEPC") != "SEPC":
+        raise ValueError(f"neck_kwargs reads an official SEPC neck config, got type {official['type']!r}.")
     if set(official) - known:
         raise ValueError(f"unknown official SEPC arguments {sorted(set(official) - known)}; known: {sorted(known)}.")
     return dict(

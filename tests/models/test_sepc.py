@@ -140,6 +140,8 @@ def test_rejects_configurations_the_official_neck_cannot_run():
         sepc.upsample_align_corners(keras.KerasTensor((1, None, None, 4)), (4, 4))
     with pytest.raises(ValueError, match="unknown official SEPC arguments \\['norm_cfg'\\]"):
         sepc.neck_kwargs({"out_channels": 256, "norm_cfg": None})
+    with pytest.raises(ValueError, match="got type 'FPN'"):
+        sepc.neck_kwargs({"type": "FPN", "out_channels": 256})
     with pytest.raises(ValueError, match="momentum must be in \\[0, 1\\], got 1.5"):
         IntegratedBatchNorm(momentum=1.5)
     # a plain-conv checkpoint lacks the offset convolutions of full SEPC: one error names them
