@@ -87,6 +87,16 @@ def test_integrated_bn_pools_every_level_in_training():
         assert np.abs(to_numpy(bn.moving_mean)).max() > 0, name
 
 
+def test_upsampling_is_pytorchs_align_corners_bilinear_on_non_square_sizes():
+    """The fixtures' levels are square; F.upsample_bilinear (align_corners=True) on odd, non-square sizes."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(3).normal(size=(2, 3, 5, 3)).astype("float32")
+    for size in ((9, 6), (10, 5), (5, 3)):
+        expected = torch.nn.functional.interpolate(torch.tensor(x), size, mode="bilinear", align_corners=True).numpy()
+        got = to_numpy(sepc.upsample_align_corners(_nhwc(x), size))
+        np.testing.assert_allclose(got, _nhwc(expected), atol=1e-6, err_msg=str(size))
+
+
 @pytest.mark.once
 def test_keras_file_round_trip(tmp_path):
     neck = sepc.sepc_variant("SEPC", out_channels=8, pconv_num=1, input_shapes=[(12, 12), (6, 6), (3, 3)], num_outs=3)
