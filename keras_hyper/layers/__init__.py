@@ -40,7 +40,7 @@ from keras_hyper.layers.conv import Conv2D, DepthwiseConv2D
 from keras_hyper.layers.crossd import CrossDConv2D
 from keras_hyper.layers.cswin_attention import CrossShapedWindowAttention
 from keras_hyper.layers.dcls import DCLSConv2D, DCLSPositions, PositionClip
-from keras_hyper.layers.deform import DeformConv2D
+from keras_hyper.layers.deform import DeformConv2D, PartDeformConv2D
 from keras_hyper.layers.glmix import SoftClusterAttention
 from keras_hyper.layers.halo import BottleneckAttention, HaloAttention
 from keras_hyper.layers.hyena import HyenaOperator2D
@@ -76,7 +76,7 @@ from keras_hyper.layers.mixers import InceptionDepthwiseConv2D
 from keras_hyper.layers.moe import MixtureOfExperts
 from keras_hyper.layers.multidilated import ComplexD2Block, ComplexD3Block
 from keras_hyper.layers.multiorder import FeatureDecompose, WaveChannelAggregation
-from keras_hyper.layers.norms import GlobalResponseNorm
+from keras_hyper.layers.norms import GlobalResponseNorm, IntegratedBatchNorm
 from keras_hyper.layers.parameter_free import EffLayer, GridSelfAttention, PositionEmbedding2D
 from keras_hyper.layers.polyhistor import PolyhistorAdapters
 from keras_hyper.layers.prepbn import PRepBN
@@ -147,6 +147,7 @@ __all__ = [
     "DCLSConv2D",
     "DCLSPositions",
     "DeformConv2D",
+    "PartDeformConv2D",
     "DepthwiseConv2D",
     "DilatedReparamConv2D",
     "DropBlock2D",
@@ -157,6 +158,7 @@ __all__ = [
     "GeneratedMLP",
     "GlobalContextProduct",
     "GlobalResponseNorm",
+    "IntegratedBatchNorm",
     "GridSelfAttention",
     "GroupedStandardization",
     "HGNNConv",

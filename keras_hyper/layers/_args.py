@@ -38,3 +38,15 @@ def check_rate(**values):
     for key, value in values.items():
         if not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
             raise ValueError(f"{key} must be in [0, 1), got {value!r}.")
+
+
+def static_spatial_size(x, who, why):
+    """The `(H, W)` of a channels-last map, which must be static: `who` (e.g. "RCNet's fusion node") needs it
+    because `why` (a clause); the error says how to get static sizes."""
+    size = tuple(x.shape[1:3])
+    if any(s is None for s in size):
+        raise ValueError(
+            f"{who} needs static spatial sizes ({why}), got a map of shape {tuple(x.shape)}: build the model with "
+            f"fixed input sizes or call it on concrete data."
+        )
+    return size

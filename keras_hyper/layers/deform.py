@@ -17,6 +17,17 @@ def _padding_pair(value):
     return pair
 
 
+def _plain_conv(x, kernel, strides, padding, dilation):
+    """A convolution with PyTorch's symmetric zero `padding` (pairs): the offset convolution's geometry."""
+    ph, pw = padding
+    padded = ops.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if ph or pw else x
+    if max(strides) > 1 and max(dilation) > 1:
+        # TensorFlow's convolution refuses strides and dilation together: convolve densely and subsample
+        y = hyper_ops.conv2d(padded, kernel, dilation=dilation)
+        return y[:, :: strides[0], :: strides[1], :]
+    return hyper_ops.conv2d(padded, kernel, strides=strides, dilation=dilation)
+
+
 @keras.saving.register_keras_serializable(package="keras_hyper")
 class DeformConv2D(keras.layers.Layer):
     """Deformable convolution that predicts its own sampling offsets (and, modulated, masks): mmcv's
@@ -112,20 +123,17 @@ class DeformConv2D(keras.layers.Layer):
             if self.use_bias
             else None
         )
-        self.offset_kernel = self.add_weight(
-            name="offset_kernel", shape=(kh, kw, channels, self.offset_channels), initializer="zeros"
-        )
-        self.offset_bias = self.add_weight(name="offset_bias", shape=(self.offset_channels,), initializer="zeros")
+        if self._predicts_offsets:
+            self.offset_kernel = self.add_weight(
+                name="offset_kernel", shape=(kh, kw, channels, self.offset_channels), initializer="zeros"
+            )
+            self.offset_bias = self.add_weight(name="offset_bias", shape=(self.offset_channels,), initializer="zeros")
+
+    # a subclass whose kernel may only ever run as a plain convolution builds no offset convolution
+    _predicts_offsets = True
 
     def call(self, inputs):
-        ph, pw = self.padding
-        padded = ops.pad(inputs, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if ph or pw else inputs
-        if max(self.strides) > 1 and max(self.dilation) > 1:
-            # TensorFlow's convolution refuses strides and dilation together: convolve densely and subsample
-            predicted = hyper_ops.conv2d(padded, self.offset_kernel, dilation=self.dilation)
-            predicted = predicted[:, :: self.strides[0], :: self.strides[1], :]
-        else:
-            predicted = hyper_ops.conv2d(padded, self.offset_kernel, strides=self.strides, dilation=self.dilation)
+        predicted = _plain_conv(inputs, self.offset_kernel, self.strides, self.padding, self.dilation)
         predicted = predicted + self.offset_bias
         split = 2 * self.deformable_groups * self.kernel_size[0] * self.kernel_size[1]
         offset = predicted[..., :split]
@@ -170,3 +178,52 @@ class DeformConv2D(keras.layers.Layer):
             ),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_hyper")
+class PartDeformConv2D(DeformConv2D):
+    """A deformable convolution whose kernel also runs as a plain convolution, chosen per call: the official
+    `sepc_conv` of SEPC ("Scale-Equalizing Pyramid Convolution for Object Detection", CVPR 2020, paper 25 in
+    PAPERS.md), which shares one kernel over the pyramid levels and deforms it only at the coarser ones.
+
+    `call(x, deform=True)` is `DeformConv2D` (offsets from its own offset convolution, DCNv1 unless `modulated`);
+    `call(x, deform=False)` is the ordinary convolution with the same kernel, bias, strides, padding and dilation.
+    With `deformable=False` (the official `part_deform=False`) there is no offset convolution and every call is
+    plain.
+
+    Args:
+        filters, kernel_size: as `DeformConv2D`.
+        deformable: build the offset convolution (the official `part_deform`).
+        **kwargs: the other `DeformConv2D` arguments; `modulated` defaults to False (the official DCNv1), and
+            `groups` must be 1.
+
+    Weights: `kernel`, `bias` and, if deformable, `offset_kernel` and `offset_bias` (the official `weight`, `bias`,
+    `conv_offset.weight`, `conv_offset.bias`).
+
+    Shape: `(B, H, W, C)` -> `(B, Ho, Wo, filters)`, as `DeformConv2D`.
+
+    Example:
+        >>> conv = PartDeformConv2D(16, 3, padding=1)
+        >>> x = np.zeros((1, 8, 8, 16), "float32")
+        >>> conv(x, deform=False).shape, conv(x).shape  # same kernel, plain then deformed
+    """
+
+    def __init__(self, filters, kernel_size, deformable=True, **kwargs):
+        kwargs.setdefault("modulated", False)
+        super().__init__(filters, kernel_size, **kwargs)
+        if self.groups != 1:
+            raise ValueError(f"PartDeformConv2D supports groups=1 only, got groups={self.groups!r}.")
+        self.deformable = bool(deformable)
+
+    @property
+    def _predicts_offsets(self):
+        return self.deformable
+
+    def call(self, inputs, deform=True):
+        if self.deformable and deform:
+            return super().call(inputs)
+        y = _plain_conv(inputs, self.kernel, self.strides, self.padding, self.dilation)
+        return y if self.bias is None else y + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "deformable": self.deformable}

@@ -30,7 +30,7 @@ from keras import ops
 
 from keras_hyper import ops as hyper_ops
 from keras_hyper.convert.mapping import StateDictMapper, conv_kernel, torch_prefix
-from keras_hyper.layers._args import check_positive
+from keras_hyper.layers._args import check_positive, static_spatial_size
 from keras_hyper.layers.conv import Conv2D
 from keras_hyper.layers.deform import DeformConv2D
 from keras_hyper.layers.torch_defaults import batch_norm
@@ -43,13 +43,7 @@ OUTPUT_NAMES = ("P3", "P4", "P5", "P6", "P7")
 
 
 def _static_size(x, what):
-    size = tuple(x.shape[1:3])
-    if any(s is None for s in size):
-        raise ValueError(
-            f"RCNet's {what} needs static spatial sizes (its resizing decisions depend on them), got a map of shape "
-            f"{tuple(x.shape)}: build the neck with fixed input sizes or call it on concrete data."
-        )
-    return size
+    return static_spatial_size(x, f"RCNet's {what}", "its resizing decisions depend on them")
 
 
 def _upsample(x, size):

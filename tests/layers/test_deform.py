@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from testutil import to_numpy
 
-from keras_hyper.layers import DeformConv2D
+from keras_hyper.layers import DeformConv2D, PartDeformConv2D
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -129,6 +129,30 @@ def test_exports_to_litert_with_builtin_ops(tmp_path):
     assert report.max_abs_diff <= 1e-4 * scale, report
 
 
+def test_part_deform_conv_shares_its_kernel_between_plain_and_deformable_calls():
+    """SEPC's sepc_conv: `deform=False` is `F.conv2d` with the same kernel and bias (stride 2, padding 1 here), the
+    deformable call is DeformConv2D (DCNv1) with those weights; `deformable=False` builds no offset convolution."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 9, 7, 4)).astype("float32")
+    layer = PartDeformConv2D(6, 3, strides=2, padding=1)
+    layer.build(x.shape)
+    _randomise(layer, rng)
+    t = torch.tensor(np.transpose(x, (0, 3, 1, 2)))
+    kernel = torch.tensor(np.transpose(to_numpy(layer.kernel), (3, 2, 0, 1)))
+    plain = F.conv2d(t, kernel, torch.tensor(to_numpy(layer.bias)), 2, 1).numpy()
+    np.testing.assert_allclose(to_numpy(layer(x, deform=False)), np.transpose(plain, (0, 2, 3, 1)), atol=1e-5)
+    reference = DeformConv2D(6, 3, strides=2, padding=1, modulated=False)
+    reference.build(x.shape)
+    reference.set_weights(layer.get_weights())
+    deformed = to_numpy(layer(x))
+    np.testing.assert_allclose(deformed, to_numpy(reference(x)), atol=1e-6)
+    assert np.abs(deformed - to_numpy(layer(x, deform=False))).max() > 1e-2  # the offsets do move the samples
+    fixed = PartDeformConv2D(6, 3, deformable=False)
+    fixed.build(x.shape)
+    assert [w.name for w in fixed.weights] == ["kernel", "bias"]
+    assert PartDeformConv2D.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
 @pytest.mark.once
 def test_rejects_bad_arguments():
     with pytest.raises(ValueError, match="filters \\(6\\) must be a multiple of groups \\(4\\)"):
@@ -143,3 +167,5 @@ def test_rejects_bad_arguments():
         DeformConv2D(6, 3, deformable_groups=3).build((1, 5, 5, 8))
     with pytest.raises(ValueError, match="batch, height, width, channels"):
         DeformConv2D(6, 3).build((1, 5, 8))
+    with pytest.raises(ValueError, match="PartDeformConv2D supports groups=1 only, got groups=2"):
+        PartDeformConv2D(6, 3, groups=2)
