@@ -48,6 +48,11 @@ def depthwise_conv2d(x, kernel, padding="same", dilation=1):
         same = padding == "same"
         pads = (dilation * (kh // 2) * same, dilation * (kw // 2) * same)
         return fast.depthwise_conv2d(ops.convert_to_tensor(x), ops.convert_to_tensor(kernel), pads, dilation)
+    return keras_depthwise_conv2d(x, kernel, padding, dilation)
+
+
+def keras_depthwise_conv2d(x, kernel, padding, dilation=1):
+    """`keras.ops.depthwise_conv`: XLA's grouped convolution on JAX (odd kernels, stride 1: symmetric padding)."""
     return ops.depthwise_conv(x, kernel, padding=padding, dilation_rate=dilation)
 
 
@@ -58,7 +63,7 @@ def jax_depthwise_path(taps):
     if taps > MAX_TAPS:
         return fast.depthwise_conv2d_fft
     if _xla_unoptimized():
-        return fast.depthwise_conv2d_xla
+        return keras_depthwise_conv2d
     return fast.depthwise_conv2d
 
 

@@ -1,6 +1,5 @@
 """JAX fast paths."""
 
-import jax
 import jax.numpy as jnp
 
 
@@ -22,21 +21,6 @@ def depthwise_conv2d(x, kernel, padding, dilation=1):
             term = x[:, i * dilation : i * dilation + height, j * dilation : j * dilation + width, :] * taps[i, j]
             out = term if out is None else out + term
     return out
-
-
-def depthwise_conv2d_xla(x, kernel, padding, dilation=1):
-    """Depthwise convolution as XLA's grouped convolution (see ops.conv)."""
-    kh, kw, channels = kernel.shape[0], kernel.shape[1], kernel.shape[2]
-    pads = [(dilation * (kh // 2),) * 2, (dilation * (kw // 2),) * 2] if padding == "same" else "VALID"
-    return jax.lax.conv_general_dilated(
-        x,
-        jnp.reshape(kernel, (kh, kw, 1, channels)).astype(x.dtype),
-        window_strides=(1, 1),
-        padding=pads,
-        rhs_dilation=(dilation, dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=channels,
-    )
 
 
 def depthwise_conv2d_fft(x, kernel, padding, dilation=1):
